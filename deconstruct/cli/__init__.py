@@ -1,0 +1,110 @@
+"""The ``deconstruct`` command line. One module per command group; only this package prints.
+
+Data goes to stdout, progress and errors to stderr. A :class:`DeconstructError` becomes one line and its
+exit code (2 for bad input); set ``DECONSTRUCT_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from deconstruct._errors import DeconstructError
+
+#: command modules; each defines ``register(app)``
+COMMAND_MODULES = ("spec", "train", "variants", "plugins")
+
+HELP = """Take attention apart: declarative ablation studies of Transformer design principles.
+
+\b
+Examples:
+  deconstruct spec check studies/quickstart.yaml
+  deconstruct train studies/quickstart.yaml --set model.layers=2
+  deconstruct variants list
+"""
+
+
+def debug() -> bool:
+    return os.environ.get("DECONSTRUCT_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Turns DeconstructError (and Ctrl-C) into one clear line and an exit code, for every sub-command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DeconstructError as exc:
+            if debug():
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            if debug():
+                raise
+            click.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+def _warn_plugin_problems() -> None:
+    from deconstruct.plugins import get_registry
+
+    for line in get_registry().problems():
+        click.echo(f"warning: {line}", err=True)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        cls=ErrorHandlingGroup,
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+
+    @app.callback()
+    def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+        if version:
+            from deconstruct import __version__
+
+            typer.echo(__version__)
+            raise typer.Exit()
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"deconstruct.cli.{name}").register(app)
+    # plugin sub-commands (register_commands hook)
+    try:
+        from deconstruct.plugins import get_registry
+
+        reg = get_registry()
+        if reg.pm is not None:
+            for impl in reg.pm.hook.register_commands.get_hookimpls():
+                try:
+                    impl.function(app=app)
+                except Exception as exc:  # a broken plugin never takes the CLI down
+                    reg.broken[impl.plugin_name] = f"register_commands raised {type(exc).__name__}: {exc}"
+    except DeconstructError as exc:
+        click.echo(f"warning: {exc}", err=True)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = build_app()
+    if "--help" not in (argv or sys.argv):
+        _warn_plugin_problems()
+    app(args=argv)
+
+
+app = None  # built on demand by tests: `from deconstruct.cli import build_app`

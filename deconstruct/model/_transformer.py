@@ -1,0 +1,169 @@
+"""The decoder-only Transformer that every spec builds (nanoGPT-sized and -styled).
+
+Pre-norm blocks: x = x + mixer(norm1(x)); x = x + channel(norm2(x)). The token mixer of each block comes
+from the registry by name — standard attention included — so no variant is special-cased here. A mixer may
+ask for its queries/keys from another stream by setting ``qk_source``:
+
+- ``hidden``      its own input (standard);
+- ``static``      the token embeddings E of the current input (no context);
+- ``random``      a frozen random sequence ε passed through the model's own blocks up to this layer;
+- ``fixed_text``  the embeddings of one fixed real token sequence, passed through the blocks likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from deconstruct.model._layers import make_norm
+from deconstruct.spec import LayerPlan, MixerContext, ResolvedSpec
+
+FIXED_STREAMS = ("random", "fixed_text")
+
+
+class Block(nn.Module):
+    """One pre-norm block: token mixer then channel mixer, each with a residual connection."""
+
+    def __init__(self, ctx: MixerContext, plan: LayerPlan, registry: Any, norm: str):
+        super().__init__()
+        self.plan = plan
+        self.norm1 = make_norm(norm, ctx.d_model, ctx.bias)
+        self.mixer = registry.get("mixer", plan.base).build(ctx, plan.options)
+        channel_entry = registry.get("channel_mixer", plan.channel_mixer)
+        channel = channel_entry.build(ctx, plan.channel_options)
+        self.channel = channel
+        self.norm2 = make_norm(norm, ctx.d_model, ctx.bias) if channel is not None else None
+        self.qk_source: str = getattr(self.mixer, "qk_source", "hidden")
+
+    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, T, d); qk: (B or 1, T, d) alternative source of queries/keys, or None
+        x = x + self.mixer(self.norm1(x), None if qk is None else self.norm1(qk))
+        if self.channel is not None:
+            x = x + self.channel(self.norm2(x))
+        return x
+
+
+class Transformer(nn.Module):
+    """Token embedding → L blocks → final norm → vocabulary logits."""
+
+    def __init__(self, resolved: ResolvedSpec, vocab_size: int, registry: Any = None, fixed_tokens: torch.Tensor | None = None):
+        super().__init__()
+        if registry is None:
+            from deconstruct.plugins import get_registry
+
+            registry = get_registry()
+        m = resolved.spec.model
+        ctx0 = resolved.context(1)
+        self.d_model, self.vocab_size, self.max_seq_len = m.d_model, vocab_size, ctx0.max_seq_len
+        self.causal = ctx0.causal
+        self.wte = nn.Embedding(vocab_size, m.d_model)  # token embeddings E
+        self.wpe = nn.Embedding(self.max_seq_len, m.d_model) if m.positions == "learned" else None
+        self.drop = nn.Dropout(m.dropout)
+        self.blocks = nn.ModuleList(Block(resolved.context(p), p, registry, m.norm) for p in resolved.layers)
+        self.norm_f = make_norm(m.norm, m.d_model, m.bias)
+        self.head = nn.Linear(m.d_model, vocab_size, bias=False)
+        if m.tie_embeddings:
+            self.head.weight = self.wte.weight
+
+        # Fixed query/key streams (random_qk, fixed_text_qk): frozen inputs, recomputed every forward.
+        sources = {b.qk_source for b in self.blocks}
+        self.streams = tuple(s for s in FIXED_STREAMS if s in sources)
+        if "random" in sources:
+            g = torch.Generator().manual_seed(1234)
+            std = max((getattr(b.mixer, "random_std", 1.0) for b in self.blocks if b.qk_source == "random"), default=1.0)
+            self.register_buffer("fixed_random", torch.randn(self.max_seq_len, m.d_model, generator=g) * std)
+        if "fixed_text" in sources:
+            tokens = fixed_tokens if fixed_tokens is not None else torch.zeros(self.max_seq_len, dtype=torch.long)
+            self.register_buffer("fixed_tokens", tokens[: self.max_seq_len].long().clone())
+        self.detach_streams = any(getattr(b.mixer, "detach_stream", False) for b in self.blocks)
+
+        self._init_weights(m.init_std, m.layers)
+
+    # -- initialisation -------------------------------------------------------------------------------------
+    def _init_weights(self, std: float, n_layers: int) -> None:
+        for name, mod in self.named_modules():
+            if isinstance(mod, nn.Linear):
+                # residual output projections are scaled down with depth (GPT-2)
+                s = std / math.sqrt(2 * n_layers) if name.endswith(("out_proj", "down")) else std
+                nn.init.normal_(mod.weight, 0.0, s)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.normal_(mod.weight, 0.0, std)
+        for block in self.blocks:  # a mixer with special parameters (λ, frozen maps) re-initialises them
+            for mod in (block.mixer, block.channel):
+                if mod is not None and hasattr(mod, "init_weights"):
+                    mod.init_weights()
+
+    # -- forward ----------------------------------------------------------------------------------------------
+    def embed(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """idx (B, T) → (E, x): token embeddings and the residual stream entering block 1."""
+        E = self.wte(idx)  # (B, T, d)
+        x = E if self.wpe is None else E + self.wpe.weight[: idx.shape[1]]
+        return E, self.drop(x)
+
+    def _stream_inputs(self, T: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for s in self.streams:
+            if s == "random":
+                E = self.fixed_random[:T].unsqueeze(0)  # (1, T, d)
+                x = E if self.wpe is None else E + self.wpe.weight[:T]
+            else:
+                E, x = self.embed(self.fixed_tokens[:T].unsqueeze(0))
+            out[s] = (E, x)
+        return out
+
+    def forward(self, idx: torch.Tensor, skip: frozenset[int] | set[int] = frozenset()) -> torch.Tensor:
+        """idx (B, T) → logits (B, T, V). ``skip``: 0-based layers to leave out (the paper's "skip")."""
+        E, x = self.embed(idx)
+        streams = self._stream_inputs(idx.shape[1]) if self.streams else {}
+        for i, block in enumerate(self.blocks):
+            if i in skip:
+                continue
+            src = block.qk_source
+            qk = None if src == "hidden" else E if src == "static" else streams[src][1]
+            if streams:  # advance each fixed stream through this block (standard mixing on itself)
+                streams = {s: (e, self._advance(block, e, h)) for s, (e, h) in streams.items()}
+            x = block(x, qk)
+        return self.head(self.norm_f(x))
+
+    def _advance(self, block: Block, E: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        src = block.qk_source
+        h = block(h, E if src == "static" else None)
+        return h.detach() if self.detach_streams else h
+
+    # -- accounting -------------------------------------------------------------------------------------------
+    def aux_loss(self) -> torch.Tensor | None:
+        """Sum of auxiliary losses (e.g. MoH load balance) that mixers stored during the last forward."""
+        losses = [b.mixer.aux_loss for b in self.blocks if getattr(b.mixer, "aux_loss", None) is not None]
+        return torch.stack(losses).sum() if losses else None
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        """Unique parameters (a tied head counts once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Analytic forward FLOPs per token: 2·(multiply-accumulates of every matmul) + mixing terms.
+
+        Each mixer may define ``flops_per_token(seq_len)``; otherwise 2 × its parameters is used (a
+        per-token linear map). Embedding lookups are free; the output head costs 2·d·V.
+        """
+        T = seq_len or self.max_seq_len
+        total = 2 * self.d_model * self.vocab_size
+        for b in self.blocks:
+            for mod in (b.mixer, b.channel):
+                if mod is None:
+                    continue
+                fn = getattr(mod, "flops_per_token", None)
+                total += int(fn(T)) if fn else 2 * sum(p.numel() for p in mod.parameters())
+        return int(total)
+
+
+def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, registry: Any = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
+    """Build the Transformer a resolved spec describes (on the CPU, in fp32)."""
+    if vocab_size is None:
+        vocab_size = int(getattr(resolved.task_options, "vocab_size"))
+    return Transformer(resolved, vocab_size, registry=registry, fixed_tokens=fixed_tokens)

@@ -1,0 +1,26 @@
+"""Spec: validation of study YAML files and their resolution into per-layer plans."""
+
+from deconstruct.spec._layouts import PRESETS as LAYOUT_PRESETS
+from deconstruct.spec._layouts import standard_layers
+from deconstruct.spec._plan import LayerPlan, MixerContext, ResolvedSpec
+from deconstruct.spec._resolve import apply_override, load_spec, resolve, set_path
+from deconstruct.spec._schema import MixerSpec, ModelSpec, RangeSpec, Spec, StudySpec, TaskSpec, TrainSpec
+
+__all__ = [
+    "LAYOUT_PRESETS",
+    "LayerPlan",
+    "MixerContext",
+    "MixerSpec",
+    "ModelSpec",
+    "RangeSpec",
+    "ResolvedSpec",
+    "Spec",
+    "StudySpec",
+    "TaskSpec",
+    "TrainSpec",
+    "apply_override",
+    "load_spec",
+    "resolve",
+    "set_path",
+    "standard_layers",
+]

@@ -1,0 +1,108 @@
+"""What a validated spec resolves to: one plan per layer, and the context each mixer is built in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class MixerContext:
+    """Everything a mixer may know about where it sits. Passed to every ``build(ctx, options)``."""
+
+    d_model: int  # residual width d
+    heads: int  # h
+    layer_index: int  # 0-based position of this block
+    n_layers: int  # L
+    max_seq_len: int  # T_max (the task's sequence length)
+    causal: bool = True  # causal self-attention (lm, mqar) or bidirectional (cloze)
+    positions: str = "learned"  # learned | rope | none — mixers that see q/k apply rope themselves
+    backend: str = "auto"  # attention kernel request (auto | eager | sdpa | triton | compile)
+    bias: bool = False
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+    @property
+    def head_dim(self) -> int:  # d_h = d / h
+        return self.d_model // self.heads
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The resolved mixer of one layer (1-based ``index``, as in the paper's layer numbers)."""
+
+    index: int
+    mixer: str  # the name the spec used (may be a preset)
+    base: str  # the buildable mixer the preset resolves to
+    options: BaseModel  # validated options of ``base``
+    standard: bool  # equals the spec's standard mixer (False: a relaxed layer)
+    channel_mixer: str
+    channel_options: BaseModel | None
+
+    def options_dict(self) -> dict[str, Any]:
+        return self.options.model_dump(mode="json")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "mixer": self.mixer,
+            "base": self.base,
+            "options": self.options_dict(),
+            "standard": self.standard,
+            "channel_mixer": self.channel_mixer,
+        }
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec after validation, overrides and layout resolution: what a run needs, nothing to re-check."""
+
+    spec: Any  # deconstruct.spec.Spec
+    layers: tuple[LayerPlan, ...]
+    task_options: BaseModel
+    source: str = ""  # original YAML text ("" when built in code)
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    def context(self, layer: LayerPlan | int) -> MixerContext:
+        m = self.spec.model
+        index = layer.index if isinstance(layer, LayerPlan) else layer
+        return MixerContext(
+            d_model=m.d_model,
+            heads=m.heads,
+            layer_index=index - 1,
+            n_layers=m.layers,
+            max_seq_len=int(getattr(self.task_options, "seq_len")),
+            causal=bool(getattr(self.task_options, "causal", True)),
+            positions=m.positions,
+            backend=m.backend,
+            bias=m.bias,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+        )
+
+    @property
+    def relaxed_layers(self) -> list[int]:
+        return [p.index for p in self.layers if not p.standard]
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what is hashed and stored; seeds excluded)."""
+        model = self.spec.model.model_dump(mode="json", exclude={"mixer", "standard", "layout", "standard_layers", "overrides"})
+        train = self.spec.train.model_dump(mode="json", exclude={"seeds"})
+        return {
+            "task": {"name": self.spec.task.name, **self.task_options.model_dump(mode="json")},
+            "model": model,
+            "layers": [p.describe() for p in self.layers],
+            "train": train,
+        }
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

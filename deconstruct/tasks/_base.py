@@ -1,0 +1,41 @@
+"""What a task is: options that know the model's shape, and an object that serves batches."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskOptions(BaseModel):
+    """Base of every task's options. Subclasses add their own fields; ``vocab_size`` and ``causal`` must be
+    computable from the options alone (``spec check`` builds no data)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq_len: int = Field(128, ge=2, le=65536, description="tokens per training window T")
+
+    @property
+    def vocab_size(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def causal(self) -> bool:
+        return True
+
+
+class Task(Protocol):
+    """A source of (inputs, targets) batches. Targets equal to -100 are ignored by the loss."""
+
+    vocab_size: int
+    seq_len: int
+    causal: bool
+
+    def get_batch(self, split: str, batch_size: int, generator: Any) -> tuple[Any, Any]:
+        """(x, y), both (B, T) int64 CPU tensors; ``split`` is "train" or "val"."""
+
+    def metrics(self, val_loss: float) -> dict[str, float]:
+        """Extra metrics derived from the validation loss (e.g. bits per byte)."""
+
+    def fixed_tokens(self, length: int) -> Any:
+        """One fixed real token sequence from the training data (for ``fixed_text_qk``)."""

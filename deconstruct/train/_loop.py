@@ -1,0 +1,231 @@
+"""Training: one configuration, one seed. Plain PyTorch, as lean as a hand-written loop.
+
+AdamW (no decay on vectors), linear warm-up then cosine decay, global gradient clipping, fixed seeds,
+evaluation every ``eval_every`` steps on a fixed set of validation batches (the same for every run, so
+runs can be compared pairwise). A non-finite loss raises :class:`RunError`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from deconstruct._errors import RunError
+from deconstruct.model import build_model
+from deconstruct.spec import ResolvedSpec
+
+EVAL_SEED = 1234  # validation windows are drawn from this seed: identical across runs and configurations
+
+
+class Callback(Protocol):
+    """Hooks into a run; every method is optional. Raising stops the run (pruning does exactly that)."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_step(self, step: int, loss: float, tokens_per_second: float) -> None: ...
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    val_loss: float
+    params: int
+    flops_per_token: int
+    tokens: int
+    tokens_per_second: float
+    seconds: float
+    device: str
+    steps: int
+    seed: int
+    config_hash: str
+    peak_memory_bytes: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_val_loss
+    history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
+
+    def to_dict(self, with_history: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(d.pop("metrics"))
+        if not with_history:
+            d.pop("history")
+        return d
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """auto: cuda, then mps, then cpu."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (and wherever asked for explicitly); fp32 on the CPU by default."""
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
+def lr_at(step: int, total: int, lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine from ``lr`` to ``lr·min_ratio`` at ``total``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        groups, lr=train.lr, betas=(train.beta1, train.beta2), fused=device.type == "cuda" or None
+    )
+
+
+def build_task(resolved: ResolvedSpec, registry: Any = None) -> Any:
+    if registry is None:
+        from deconstruct.plugins import get_registry
+
+        registry = get_registry()
+    return registry.get("task", resolved.spec.task.name).build(resolved.task_options)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], ctx: Any, skip: frozenset[int] = frozenset()) -> float:
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in batches:
+        with ctx:
+            logits = model(x, skip=skip) if skip else model(x)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
+        total += loss.item()
+        count += int((y != -100).sum())
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def total_steps(resolved: ResolvedSpec) -> int:
+    t = resolved.spec.train
+    if t.tokens is not None:
+        return max(1, t.tokens // (t.batch_size * int(resolved.task_options.seq_len)))
+    return t.steps
+
+
+def train(
+    resolved: ResolvedSpec,
+    *,
+    seed: int = 0,
+    callback: Any = None,
+    skip_relaxed: bool = False,
+    task: Any = None,
+    registry: Any = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train ``resolved`` once with ``seed``; evaluate; return a :class:`TrainResult`."""
+    t = resolved.spec.train
+    dev = pick_device(device or t.device)
+    torch.manual_seed(seed)
+    task = task if task is not None else build_task(resolved, registry)
+    model = build_model(resolved, task.vocab_size, registry=registry, fixed_tokens=task.fixed_tokens(task.seq_len)).to(dev)
+    model.train()
+    opt = make_optimizer(model, t, dev)
+    amp = autocast_for(dev, t.precision)
+    steps = total_steps(resolved)
+    warmup = t.warmup_steps if t.warmup_steps is not None else max(1, steps // 10)
+    B, T = t.batch_size, task.seq_len
+
+    gen = torch.Generator().manual_seed(seed)
+    val_gen = torch.Generator().manual_seed(EVAL_SEED)
+    val_batches = [tuple(z.to(dev) for z in task.get_batch("val", B, val_gen)) for _ in range(t.eval_batches)]
+    non_blocking = dev.type == "cuda"
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T}
+    if callback is not None and hasattr(callback, "on_start"):
+        callback.on_start(info)
+    on_step = getattr(callback, "on_step", None)
+    on_eval = getattr(callback, "on_eval", None)
+
+    history: list[tuple[int, str, float]] = []
+    val_loss = float("nan")
+    start = time.perf_counter()
+    train_seconds = 0.0
+    step = 0
+    for step in range(1, steps + 1):
+        tick = time.perf_counter()
+        lr = lr_at(step - 1, steps, t.lr, warmup, t.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = task.get_batch("train", B, gen)
+        x, y = x.to(dev, non_blocking=non_blocking), y.to(dev, non_blocking=non_blocking)
+        with amp:
+            logits = model(x)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+            aux = model.aux_loss()
+            if aux is not None:
+                loss = loss + aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        loss_value = loss.item()
+        train_seconds += time.perf_counter() - tick
+        if not math.isfinite(loss_value):
+            raise RunError(f"loss became non-finite ({loss_value}) at step {step}; lower train.lr or check the mixer")
+        if on_step is not None:
+            on_step(step, loss_value, step * B * T / max(train_seconds, 1e-9))
+        if step % t.eval_every == 0 or step == steps:
+            val_loss = evaluate(model, val_batches, amp)
+            history += [(step, "train_loss", loss_value), (step, "val_loss", val_loss), (step, "lr", lr)]
+            if on_eval is not None:
+                on_eval(step, {"val_loss": val_loss, "train_loss": loss_value})
+        if t.seconds is not None and time.perf_counter() - start >= t.seconds:
+            if history and history[-1][0] != step:
+                val_loss = evaluate(model, val_batches, amp)
+                history += [(step, "train_loss", loss_value), (step, "val_loss", val_loss)]
+            break
+    if not math.isfinite(val_loss):
+        raise RunError(f"validation loss is non-finite ({val_loss}) after step {step}")
+
+    metrics = dict(task.metrics(val_loss))
+    if skip_relaxed:
+        relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
+        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed) if relaxed else val_loss
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()
+    return TrainResult(
+        val_loss=val_loss,
+        params=model.num_params(),
+        flops_per_token=model.flops_per_token(T),
+        tokens=step * B * T,
+        tokens_per_second=step * B * T / max(train_seconds, 1e-9),
+        seconds=seconds,
+        device=str(dev),
+        steps=step,
+        seed=seed,
+        config_hash=resolved.config_hash(),
+        peak_memory_bytes=int(peak),
+        metrics=metrics,
+        history=history,
+    )
+
+
+def _rss_peak() -> int:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    except Exception:  # pragma: no cover - non-Unix
+        return 0
