@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--seq-lens", type=int, nargs="+", default=None, help="sequence lengths to time")
-    parser.add_argument("--dtype", default=None, help="float32 / float16 / bfloat16 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument(
+        "--dtype", default=None, help="float32 / float16 / bfloat16 (default: bf16 on cuda, fp32 on cpu)"
+    )
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--heads", type=int, default=None)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -73,13 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     from deconstruct.kernels.benchmark import resolve_dtype
 
     dtype = resolve_dtype(args.dtype, device)
+    where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     print(
-        f"attention fwd+bwd on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+        f"attention fwd+bwd on {where}, "
         f"{dtype}, batch={batch} heads={heads} head_dim={args.head_dim} causal={not args.no_causal}, "
         f"median of {repeats}"
     )
     eager_ms = {r["seq_len"]: r["ms_fwd_bwd"] for r in rows if r["backend"] == "eager"}
-    header = f"{'backend':<8} {'T':>6} {'ms':>9} {'tokens/s':>11} {'TFLOP/s':>8} {'max err':>9} {'vs eager':>9}"
+    header = (
+        f"{'backend':<8} {'T':>6} {'ms':>9} {'tokens/s':>11} {'TFLOP/s':>8} {'max err':>9} {'vs eager':>9}"
+    )
     print(header)
     print("-" * len(header))
     errors = {}

@@ -68,7 +68,7 @@ def _build(backend: str, device: torch.device) -> Callable:
     if backend == "sdpa":
         return _sdpa
     if backend == "compile":
-        compiled = torch.compile(attention_reference, dynamic=False)
+        compiled = torch.compile(attention_reference, dynamic=True)  # one graph for every T
         return lambda q, k, v, causal: compiled(q, k, v, causal=causal)
     if backend == "triton":
         reason = _triton_native(device)

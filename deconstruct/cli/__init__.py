@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from deconstruct._errors import DeconstructError
 
 #: command modules; each defines ``register(app)``
-COMMAND_MODULES = ("spec", "train", "variants", "plugins")
+COMMAND_MODULES = ("spec", "train", "variants", "plugins", "bench")
 
 HELP = """Take attention apart: declarative ablation studies of Transformer design principles.
 

@@ -165,5 +165,5 @@ class Transformer(nn.Module):
 def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, registry: Any = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
     """Build the Transformer a resolved spec describes (on the CPU, in fp32)."""
     if vocab_size is None:
-        vocab_size = int(getattr(resolved.task_options, "vocab_size"))
+        vocab_size = int(resolved.task_options.vocab_size)
     return Transformer(resolved, vocab_size, registry=registry, fixed_tokens=fixed_tokens)

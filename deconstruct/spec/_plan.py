@@ -79,7 +79,7 @@ class ResolvedSpec:
             heads=m.heads,
             layer_index=index - 1,
             n_layers=m.layers,
-            max_seq_len=int(getattr(self.task_options, "seq_len")),
+            max_seq_len=int(self.task_options.seq_len),
             causal=bool(getattr(self.task_options, "causal", True)),
             positions=m.positions,
             backend=m.backend,

@@ -107,8 +107,8 @@ class ByteLM:
         is_val = torch.zeros(n_blocks, dtype=torch.bool)
         is_val[VAL_EVERY - 1 :: VAL_EVERY] = True
         blocks = list(data.split(BLOCK))
-        self.train = torch.cat([b for b, v in zip(blocks, is_val.tolist()) if not v])
-        val = [b for b, v in zip(blocks, is_val.tolist()) if v]
+        self.train = torch.cat([b for b, v in zip(blocks, is_val.tolist(), strict=True) if not v])
+        val = [b for b, v in zip(blocks, is_val.tolist(), strict=True) if v]
         self.val = torch.cat(val) if val else self.train[-BLOCK:]
         for name, part in (("train", self.train), ("val", self.val)):
             if len(part) <= self.seq_len + 1:

@@ -103,4 +103,8 @@ def flash_attention(
     """
     check_inputs(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if q.numel() == 0:  # nothing to launch (T == 0 or an empty batch)
+        from .reference import attention_reference
+
+        return attention_reference(q, k, v, causal=causal, scale=scale)
     return FlashAttentionFunction.apply(q, k, v, bool(causal), scale)

@@ -155,6 +155,14 @@ def test_non_contiguous_inputs():
     _assert_close(got, want, TOL[torch.float32])
 
 
+def test_empty_sequence():
+    q = torch.randn(1, 2, 0, 16, device=DEVICE, requires_grad=True)
+    out = flash_attention(q, q, q)
+    assert out.shape == (1, 2, 0, 16)
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+
+
 # ------------------------------------------------------------------------------------------------
 # input validation and package surface
 

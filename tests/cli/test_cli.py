@@ -1,0 +1,117 @@
+"""The CLI end to end through typer's CliRunner: spec check, train, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deconstruct.cli import build_app
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(build_app(), list(args))
+
+
+def test_cli_start_up_imports_no_torch():
+    code = "import sys; from deconstruct.cli import build_app; build_app(); print('torch' in sys.modules, 'optuna' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_help_lists_commands_with_examples():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for cmd in ("spec", "train", "variants", "plugins"):
+        assert cmd in res.stdout
+    assert "Examples" in invoke("spec", "check", "--help").stdout
+
+
+def test_spec_check_quickstart_table_and_json():
+    res = invoke("spec", "check", str(STUDIES / "quickstart.yaml"))
+    assert res.exit_code == 0, res.output
+    assert "parameters" in res.stdout and "FLOPs/token" in res.stdout
+    res = invoke("spec", "check", str(STUDIES / "quickstart.yaml"), "--format", "json", "--set", "model.layout=hybrid", "--set", "model.mixer=mlp")
+    data = json.loads(res.stdout)
+    assert data["name"] == "quickstart"
+    assert [layer["mixer"] for layer in data["layers"]] == ["mlp", "attention", "mlp", "attention"]
+    assert set(data["layers"][0]) >= {"index", "mixer", "options"}
+    assert data["params"] > 0 and data["flops_per_token"] > 0
+
+
+def test_train_json(tiny_file):
+    res = invoke("train", str(tiny_file()), "--format", "json", "--seed", "0")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    for key in ("val_loss", "params", "tokens", "tokens_per_second", "seconds", "device", "bits_per_byte"):
+        assert key in data
+    again = json.loads(invoke("train", str(tiny_file()), "--format", "json", "--seed", "0").stdout)
+    assert abs(again["val_loss"] - data["val_loss"]) < 1e-6
+
+
+def test_train_skip_relaxed(tiny_file, tiny):
+    tiny["model"].update(layout="hybrid", mixer="mlp")
+    data = json.loads(invoke("train", str(tiny_file(tiny)), "--format", "json", "--skip-relaxed").stdout)
+    assert "skip_val_loss" in data and data["skip_val_loss"] != data["val_loss"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\nmodel:\n  lyers: 2\n", "s.yaml:3: model.lyers: unknown key 'lyers' (did you mean 'layers'?"),
+        ("name: x\nmodel: [1\n", "s.yaml:3: invalid YAML"),
+        ("name: x\ntrain:\n  batch_size: 0\n", "s.yaml:3: train.batch_size: input should be greater than or equal to 1"),
+        ("name: x\nmodel:\n  mixer: attn\n", "model.mixer.kind: unknown mixer 'attn'"),
+        ("name: x\nmodel:\n  d_model: 30\n  heads: 4\n", "s.yaml:4: model.heads: d_model (30) must be divisible by heads (4)"),
+        ("name: x\ntask: {name: lm, seq_len: 1}\n", "s.yaml:2: task.seq_len: input should be greater than or equal to 2"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, text, expected):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    res = invoke("spec", "check", str(f))
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in res.output
+
+
+def test_unreadable_file_exit_2(tmp_path):
+    res = invoke("train", str(tmp_path / "nope.yaml"))
+    assert res.exit_code == 2 and "no such file" in res.stderr
+
+
+def test_non_finite_loss_exit_1(tiny_file):
+    res = invoke("train", str(tiny_file()), "--set", "train.lr=1e12", "--set", "train.grad_clip=0", "--set", "train.steps=30",
+                 "--set", "train.warmup_steps=0")
+    assert res.exit_code == 1 and "non-finite" in res.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\nmodel:\n  lyers: 2\n")
+    env = {**os.environ, "DECONSTRUCT_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, "-m", "deconstruct", "spec", "check", str(f)], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "deconstruct", "spec", "check", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_bench_attention_json_rows_agree_with_reference():
+    res = invoke("bench", "attention", "-T", "16", "-b", "eager", "-b", "sdpa", "--repeats", "1", "--heads", "2", "--head-dim", "16",
+                 "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {r["backend"] for r in rows} == {"eager", "sdpa"}
+    for r in rows:
+        assert r["ms_fwd_bwd"] > 0 and r["max_abs_err_vs_reference"] < 1e-4

@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny specs that train in well under a second on the stdlib corpus."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STUDIES = REPO / "studies"
+
+TINY = {
+    "name": "tiny",
+    "task": {"name": "lm", "corpus": "stdlib", "seq_len": 32, "max_bytes": 200_000},
+    "model": {"d_model": 32, "layers": 2, "heads": 2},
+    "train": {"steps": 4, "batch_size": 4, "lr": 3e-3, "eval_every": 2, "eval_batches": 1, "seeds": [0]},
+}
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """A fresh copy of the tiny spec as a dict (edit freely)."""
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def tiny_file(tmp_path: Path, tiny: dict):
+    """Write a (possibly edited) tiny spec to a YAML file and return its path."""
+
+    def write(data: dict | None = None, name: str = "tiny.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data if data is not None else tiny, sort_keys=False))
+        return path
+
+    return write
