@@ -1,8 +1,18 @@
 """Plugin manager and the registry of mixers, channel mixers and tasks.
 
-Built-ins and third-party plugins go through the same hooks. Import failures and name collisions become
-:class:`PluginError` lines (collisions) or entries in :attr:`Registry.broken` (imports) — never a crash of
-the whole CLI.
+Built-ins and third-party plugins go through the same pluggy hooks (:mod:`deconstruct.hookspecs`). Built-ins
+are the modules in :data:`DEFAULT_PLUGINS`; third-party plugins are the entry points of group
+``deconstruct`` (``DECONSTRUCT_LOAD_PLUGINS=name1,name2`` limits which load; set but empty loads none).
+
+Nothing a plugin does takes the CLI down. Each problem becomes one line in :meth:`Registry.problems`:
+
+- a plugin that fails to import, fails pluggy's validation or raises in a hook is *disabled*
+  (:attr:`Registry.broken`) and whatever it had registered is removed;
+- a name registered twice (:attr:`Registry.conflicts`): a built-in keeps its name and the plugin's
+  registration is ignored; between two third-party plugins neither wins, and a spec that uses the name gets
+  an error naming both;
+- a spec naming something no plugin registered gets "did you mean …? registered: …"
+  (:meth:`Registry.unknown_message`).
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,7 +32,7 @@ from deconstruct import hookspecs
 from deconstruct._errors import PluginError
 
 ENTRY_POINT_GROUP = "deconstruct"
-BUILTIN = "deconstruct (built-in)"
+LOAD_ENV = "DECONSTRUCT_LOAD_PLUGINS"
 
 #: Modules whose hooks register the built-in variants, exactly as a third-party plugin would.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -33,7 +44,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 Kind = Literal["mixer", "channel_mixer", "task"]
+KINDS: tuple[Kind, ...] = ("mixer", "channel_mixer", "task")
 PATTERNS = ("causal_self", "noncausal_self", "causal_cross", "noncausal_cross")
+_REGISTER_HOOKS: tuple[tuple[str, Kind], ...] = (
+    ("register_mixers", "mixer"),
+    ("register_channel_mixers", "channel_mixer"),
+    ("register_tasks", "task"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,39 +69,54 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        return self.summary or (self.build.__doc__ or "").strip().splitlines()[0] if self.build else self.summary
+        """The summary, else the first line of ``build``'s docstring."""
+        if self.summary:
+            return self.summary
+        lines = (getattr(self.build, "__doc__", None) or "").strip().splitlines()
+        return lines[0] if lines else ""
 
 
 @dataclass
 class PluginInfo:
-    name: str
-    version: str
-    module: str
+    name: str  # entry-point name (third party) or module name (built-in)
+    version: str  # distribution version; deconstruct's own for built-ins
+    module: str  # what was imported
     builtin: bool
     hooks: list[str] = field(default_factory=list)
+    package: str = ""  # distribution that provides it ("" for built-ins and local objects)
 
 
 @dataclass
 class Registry:
-    entries: dict[Kind, dict[str, Entry]] = field(
-        default_factory=lambda: {"mixer": {}, "channel_mixer": {}, "task": {}}
-    )
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    entries: dict[Kind, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)  # every plugin found, broken ones included
     broken: dict[str, str] = field(default_factory=dict)  # plugin name -> one-line reason
-    conflicts: dict[tuple[Kind, str], tuple[str, str]] = field(default_factory=dict)
+    #: (kind, name) -> every plugin that registered it, first (the holder, if built-in) first
+    conflicts: dict[tuple[Kind, str], tuple[str, ...]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # other one-line notes (e.g. a plugin with no hooks)
     pm: pluggy.PluginManager | None = None
 
     # -- registration -----------------------------------------------------------------------------------
     def _register(self, kind: Kind, plugin: str, name: str, **kw: Any) -> None:
-        table = self.entries[kind]
-        if name in table:  # keep the first, remember the clash; using the name is then an error
-            self.conflicts[(kind, name)] = (table[name].plugin, plugin)
-            return
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise PluginError(f"{plugin}: {kind} name {name!r} must be a non-empty string without spaces")
+        unknown = set(kw) - {"build", "options", "summary", "paper", "preset", "patterns"}
+        if unknown:
+            raise PluginError(f"{plugin}: register({name!r}, …) got unknown keyword {sorted(unknown)[0]!r}")
         for p in kw.get("patterns", ()):
             if p not in PATTERNS:
                 raise PluginError(f"{plugin}: {kind} {name!r} declares unknown pattern {p!r} (one of {PATTERNS})")
+        if "patterns" in kw:
+            kw["patterns"] = tuple(kw["patterns"])
         if kw.get("build") is None and kw.get("preset") is None:
             raise PluginError(f"{plugin}: {kind} {name!r} needs build=… (or preset=… for a mixer preset)")
+        if kw.get("preset") is not None and (kind != "mixer" or "kind" not in kw["preset"]):
+            raise PluginError(f"{plugin}: preset {name!r} must be a mixer preset with a 'kind' key")
+        table = self.entries[kind]
+        if name in table:  # keep the first and remember the clash (see conflict_message)
+            key = (kind, name)
+            self.conflicts[key] = (*self.conflicts.get(key, (table[name].plugin,)), plugin)
+            return
         table[name] = Entry(kind=kind, name=name, plugin=plugin, **kw)
 
     def register_callback(self, kind: Kind, plugin: str) -> Callable[..., None]:
@@ -93,76 +125,132 @@ class Registry:
 
         return register
 
+    def _disable(self, plugin: str, reason: str) -> None:
+        """Mark ``plugin`` broken (one line) and drop whatever it had registered."""
+        self.broken[plugin] = _one_line(reason)
+        for table in self.entries.values():
+            for name in [n for n, e in table.items() if e.plugin == plugin]:
+                del table[name]
+        for key, owners in list(self.conflicts.items()):
+            rest = tuple(o for o in owners if o != plugin)
+            if len(rest) > 1:
+                self.conflicts[key] = rest
+            else:
+                del self.conflicts[key]
+
     # -- lookup -----------------------------------------------------------------------------------------
+    def is_builtin(self, plugin: str) -> bool:
+        info = self.plugins.get(plugin)
+        return bool(info and info.builtin)
+
     def names(self, kind: Kind) -> list[str]:
-        return sorted(self.entries[kind])
+        """Usable names of ``kind`` (a name two third-party plugins both claim is not usable)."""
+        return sorted(n for n in self.entries[kind] if not self._ambiguous(kind, n))
+
+    def _ambiguous(self, kind: Kind, name: str) -> bool:
+        owners = self.conflicts.get((kind, name))
+        return owners is not None and not self.is_builtin(owners[0])
 
     def get(self, kind: Kind, name: str) -> Entry:
-        table = self.entries[kind]
-        if (kind, name) in self.conflicts:
+        if self._ambiguous(kind, name):
             raise PluginError(self.conflict_message(kind, name))
+        table = self.entries[kind]
         if name not in table:
             raise PluginError(self.unknown_message(kind, name))
         return table[name]
 
     def conflict_message(self, kind: Kind, name: str) -> str:
-        first, second = self.conflicts[(kind, name)]
-        return (
-            f"{kind.replace('_', ' ')} {name!r} is registered twice: by {first!r} and by {second!r}; "
-            f"uninstall one or choose with DECONSTRUCT_LOAD_PLUGINS"
-        )
+        first, *others = self.conflicts[(kind, name)]
+        what = f"{kind.replace('_', ' ')} {name!r}"
+        also = " and by ".join(repr(o) for o in others)
+        if self.is_builtin(first):
+            return f"{what} is built in ({first!r}) and registered again by {also}; the built-in one is used"
+        owners = sorted((first, *others))  # entry-point order varies between machines: neither wins
+        also = " and by ".join(repr(o) for o in owners[1:])
+        choose = " or ".join(f"{LOAD_ENV}={p}" for p in owners)
+        return f"{what} is registered by {owners[0]!r} and by {also}; neither is used: uninstall one, or choose with {choose}"
 
     def problems(self) -> list[str]:
-        """One line per broken plugin or name clash, for the CLI to print as warnings."""
+        """One line per disabled plugin, name clash or other warning, for the CLI to print."""
         lines = [f"plugin {name!r} is disabled: {why}" for name, why in sorted(self.broken.items())]
         lines += [self.conflict_message(k, n) for (k, n) in sorted(self.conflicts)]
-        return lines
+        return lines + list(self.warnings)
 
     def unknown_message(self, kind: Kind, name: str) -> str:
         known = self.names(kind)
-        close = difflib.get_close_matches(str(name), known, n=1)
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        msg = f"unknown {kind.replace('_', ' ')} {name!r}: {hint}registered: {', '.join(known)}"
+        msg = f"unknown {kind.replace('_', ' ')} {name!r}: {hint}registered: {', '.join(known) or 'none'}"
         if self.broken:
             msg += f" (plugins that failed to load: {', '.join(sorted(self.broken))})"
+        elif not close:
+            msg += " (is the plugin that provides it installed? see `deconstruct plugins list`)"
         return msg
+
+    def chain(self, name: str) -> list[Entry]:
+        """A mixer name followed down its presets: [name's entry, …, buildable base entry]."""
+        out = [self.get("mixer", name)]
+        while out[-1].preset is not None:
+            base = out[-1].preset["kind"]
+            if base in {e.name for e in out}:
+                raise PluginError(f"mixer preset {name!r} refers to itself through {base!r}")
+            out.append(self.get("mixer", base))
+        return out
 
     def resolve_mixer(self, name: str) -> tuple[Entry, dict[str, Any]]:
         """Follow presets down to a buildable mixer: (base entry, options fixed by the preset chain)."""
-        entry, fixed = self.get("mixer", name), {}
-        seen = {name}
-        while entry.preset is not None:
-            preset = dict(entry.preset)
-            base = preset.pop("kind")
-            fixed = {**preset, **fixed}
-            if base in seen:
-                raise PluginError(f"mixer preset {name!r} refers to itself through {base!r}")
-            seen.add(base)
-            entry = self.get("mixer", base)
-        return entry, fixed
+        entries = self.chain(name)
+        fixed: dict[str, Any] = {}
+        for entry in entries[:-1]:  # the outermost preset wins over the presets it builds on
+            fixed = {**{k: v for k, v in entry.preset.items() if k != "kind"}, **fixed}  # type: ignore[union-attr]
+        return entries[-1], fixed
 
     def plugin_version(self, plugin: str) -> str:
         info = self.plugins.get(plugin)
         return info.version if info else "?"
 
 
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else str(text)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _load_plugin_list() -> list[str] | None:
     """DECONSTRUCT_LOAD_PLUGINS=name1,name2 limits the entry points loaded; set but empty loads none."""
-    raw = os.environ.get("DECONSTRUCT_LOAD_PLUGINS")
+    raw = os.environ.get(LOAD_ENV)
     if raw is None:
         return None
     return [p.strip() for p in raw.split(",") if p.strip()]
 
 
 def _entry_points() -> list[Any]:
+    """Entry points of group ``deconstruct``, each once (a distribution can be found twice on sys.path)."""
     from importlib.metadata import entry_points
 
-    return list(entry_points(group=ENTRY_POINT_GROUP))
+    seen, out = set(), []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if (ep.name, ep.value) not in seen:
+            seen.add((ep.name, ep.value))
+            out.append(ep)
+    return out
 
 
-def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
-    """Load built-in and installed plugins and call their hooks. ``extra_plugins`` are objects or modules
-    registered after the built-ins (tests use this to add a plugin without installing it)."""
+def _call_hook(impl: Any, **kwargs: Any) -> Any:
+    """Call one hook implementation with the arguments it asks for (pluggy allows a subset)."""
+    return impl.function(*[kwargs[a] for a in impl.argnames])
+
+
+def build_registry(extra_plugins: tuple[Any, ...] = (), *, entry_points: bool = True) -> Registry:
+    """Load the built-in and installed plugins and call their ``register_*`` hooks.
+
+    ``extra_plugins`` are modules or objects registered after the installed ones (a plugin's own tests use
+    this to check it before it is installed; one already loaded through its entry point is not added
+    twice). ``entry_points=False`` loads the built-ins only.
+    """
     from deconstruct import __version__
 
     reg = Registry()
@@ -170,50 +258,116 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
     pm.add_hookspecs(hookspecs)
     reg.pm = pm
 
-    def add(obj: Any, name: str, version: str, builtin: bool) -> None:
+    def add(obj: Any, name: str, version: str, builtin: bool, package: str = "", module: str = "") -> None:
+        if name in reg.plugins or name in reg.broken:
+            first = reg.plugins[name].module if name in reg.plugins else "a broken one"
+            reg.warnings.append(f"two plugins are named {name!r} ({first} and {module}); only the first is loaded")
+            return
         try:
             pm.register(obj, name=name)
-        except Exception as exc:  # pluggy validates hook names/signatures here
-            reg.broken[name] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # pluggy validates hook names and arguments here
+            if pm.has_plugin(name):
+                pm.unregister(name=name)
+            reg.broken[name] = _one_line(f"{type(exc).__name__}: {exc}")
             return
-        hooks = sorted(h.name for h in (pm.get_hookcallers(obj) or []))
-        reg.plugins[name] = PluginInfo(name, version, getattr(obj, "__name__", repr(obj)), builtin, hooks)
+        callers = pm.get_hookcallers(obj) or []
+        unknown = [c.name for c in callers if not c.has_spec()]
+        if unknown:
+            pm.unregister(name=name)
+            hooks = [h for h in dir(hookspecs) if h.startswith("register_")]
+            close = difflib.get_close_matches(unknown[0], hooks, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (hooks: {', '.join(hooks)})"
+            reg.broken[name] = f"implements unknown hook {unknown[0]!r}{hint}"
+            return
+        hooks = sorted(c.name for c in callers)
+        reg.plugins[name] = PluginInfo(name, version, module or getattr(obj, "__name__", repr(obj)), builtin, hooks, package)
+        if not hooks:
+            reg.warnings.append(f"plugin {name!r} implements no hooks (mark its functions with @deconstruct.hookimpl)")
 
     for modname in DEFAULT_PLUGINS:
-        add(importlib.import_module(modname), modname, __version__, True)
-
-    wanted = _load_plugin_list()
-    for ep in _entry_points():
-        if wanted is not None and ep.name not in wanted:
-            continue
-        dist = getattr(ep, "dist", None)
-        version = getattr(dist, "version", "?") if dist else "?"
         try:
-            obj = ep.load()
-        except Exception as exc:
-            reg.broken[ep.name] = f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}"
+            module = importlib.import_module(modname)
+        except Exception as exc:  # a bug in a built-in is reported like a broken plugin, not a crash
+            reg.broken[modname] = _one_line(f"failed to import {modname!r}: {type(exc).__name__}: {exc}")
+            reg.plugins[modname] = PluginInfo(modname, __version__, modname, True, [])
             continue
-        add(obj, ep.name, version, False)
+        add(module, modname, __version__, True, module=modname)
+
+    if entry_points:
+        wanted = _load_plugin_list()
+        found: set[str] = set()
+        for ep in _entry_points():
+            dist = getattr(ep, "dist", None)
+            package = dist.metadata["Name"] if dist is not None else ""
+            keys = {_normalise(ep.name), _normalise(package)} if package else {_normalise(ep.name)}
+            found |= keys
+            if wanted is not None and not keys & {_normalise(w) for w in wanted}:
+                continue
+            if ep.name in reg.plugins or ep.name in reg.broken:
+                add(None, ep.name, "?", False, package, ep.value)  # records the clash of names
+                continue
+            version = dist.version if dist is not None else "?"
+            try:
+                obj = ep.load()
+            except Exception as exc:  # SyntaxError, ImportError, anything raised at import
+                reg.broken[ep.name] = _one_line(f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+                reg.plugins[ep.name] = PluginInfo(ep.name, version, ep.value, False, [], package)  # for `plugins list`
+                continue
+            add(obj, ep.name, version, False, package, ep.value)
+        for w in wanted or ():
+            if _normalise(w) not in found:
+                reg.warnings.append(f"{LOAD_ENV} names {w!r}, which no installed plugin provides")
 
     for obj in extra_plugins:
+        if pm.is_registered(obj):
+            continue
         name = getattr(obj, "__name__", None) or type(obj).__name__
-        add(obj, name, "local", False)
+        add(obj, name, getattr(obj, "__version__", "local"), False)
 
-    # Call hooks plugin by plugin so each registration is attributed to the plugin that made it.
-    for hook_name, kind in (
-        ("register_mixers", "mixer"),
-        ("register_channel_mixers", "channel_mixer"),
-        ("register_tasks", "task"),
-    ):
-        caller = getattr(pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # pluggy lists last-registered first
+    # Call the hooks plugin by plugin, in load order, so each registration is attributed to its plugin
+    # and a built-in always registers before a third-party plugin that reuses its name.
+    for hook_name, kind in _REGISTER_HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             if impl.plugin_name in reg.broken:
                 continue
             try:
-                impl.function(register=reg.register_callback(kind, impl.plugin_name))  # type: ignore[arg-type]
+                _call_hook(impl, register=reg.register_callback(kind, impl.plugin_name))
             except Exception as exc:
-                reg.broken[impl.plugin_name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                reg._disable(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
     return reg
+
+
+def add_plugin_commands(app: Any, registry: Registry | None = None) -> None:
+    """Call every working plugin's ``register_commands(app)``; one that raises is marked broken."""
+    reg = registry or get_registry()
+    if reg.pm is None:
+        return
+    for impl in reg.pm.hook.register_commands.get_hookimpls():
+        if impl.plugin_name in reg.broken:
+            continue
+        try:
+            _call_hook(impl, app=app)
+        except Exception as exc:  # a broken plugin never takes the CLI down
+            reg._disable(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
+
+
+def plugins_for(resolved: Any, registry: Registry | None = None) -> list[dict[str, str]]:
+    """The plugins that provide what a resolved spec uses — every layer's mixer (and the presets it goes
+    through), channel mixer, and the task — as ``[{"name": …, "version": …}]`` in order of first use.
+    Stored with every run, so a result can be traced to the code that produced it."""
+    reg = registry or get_registry()
+    names: list[str] = []
+
+    def add(entry: Entry) -> None:
+        if entry.plugin not in names:
+            names.append(entry.plugin)
+
+    for plan in resolved.layers:
+        for entry in reg.chain(plan.mixer):
+            add(entry)
+        add(reg.get("channel_mixer", plan.channel_mixer))
+    add(reg.get("task", resolved.spec.task.name))
+    return [{"name": n, "version": reg.plugin_version(n)} for n in names]
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,150 @@
+"""The plugin manager: discovery through entry points, DECONSTRUCT_LOAD_PLUGINS, and every failure mode
+as one line (never a crash). Plugins here are fake installed distributions on sys.path (see conftest)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deconstruct import PluginError, SpecError, hookimpl
+from deconstruct.plugins import DEFAULT_PLUGINS, build_registry, get_registry, plugins_for
+from deconstruct.spec import load_spec
+
+
+def tiny_spec(mixer: object = "attention", **model: object) -> dict:
+    return {
+        "name": "t",
+        "task": {"name": "lm", "seq_len": 16, "max_bytes": 200_000},
+        "model": {"d_model": 32, "layers": 2, "heads": 4, "mixer": mixer, **model},
+    }
+
+
+def test_builtins_register_through_the_hooks_in_load_order() -> None:
+    reg = build_registry(entry_points=False)
+    assert list(reg.plugins)[: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
+    assert all(reg.plugins[m].builtin for m in DEFAULT_PLUGINS)
+    assert reg.get("mixer", "attention").plugin == "deconstruct.builtin.attention"
+    assert reg.get("channel_mixer", "mlp").plugin == "deconstruct.builtin.channel_mixers"
+    assert reg.problems() == []
+
+
+def test_entry_point_plugin_is_found_with_its_version(make_dist, on_path) -> None:
+    on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",), version="2.3"))
+    reg = get_registry()
+    assert reg.get("mixer", "ema").plugin == "ema"
+    info = reg.plugins["ema"]
+    assert (info.version, info.package, info.module, info.builtin) == ("2.3", "deconstruct-ema", "ema_a", False)
+    assert info.hooks == ["register_mixers"]
+    resolved = load_spec(tiny_spec({"kind": "ema", "decay": 0.5}))
+    assert resolved.layers[0].options.decay == 0.5
+
+
+def test_load_plugins_env_limits_entry_points(make_dist, on_path, monkeypatch) -> None:
+    on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",)), make_dist("bad", {"bad": "broken_at_import"}, ("broken_at_import",)))
+    monkeypatch.setenv("DECONSTRUCT_LOAD_PLUGINS", "")  # set but empty: no third-party plugin at all
+    reg = build_registry()
+    assert [p for p in reg.plugins if not reg.plugins[p].builtin] == [] and reg.broken == {}
+    monkeypatch.setenv("DECONSTRUCT_LOAD_PLUGINS", "ema")  # by entry-point name: the broken one is not imported
+    reg = build_registry()
+    assert "ema" in reg.plugins and reg.broken == {} and reg.problems() == []
+    monkeypatch.setenv("DECONSTRUCT_LOAD_PLUGINS", "deconstruct_ema, nope")  # by distribution name, normalised
+    reg = build_registry()
+    assert "ema" in reg.plugins
+    assert reg.problems() == ["DECONSTRUCT_LOAD_PLUGINS names 'nope', which no installed plugin provides"]
+
+
+def test_plugin_that_raises_at_import_is_disabled_and_named(make_dist, on_path) -> None:
+    on_path(make_dist("bad", {"badplug": "broken_at_import"}, ("broken_at_import",)),
+            make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",)))
+    reg = get_registry()
+    assert "ema" in reg.names("mixer")  # the others still work
+    (line,) = reg.problems()
+    assert line.startswith("plugin 'badplug' is disabled: failed to import 'broken_at_import': ImportError:")
+    assert "not_installed_anywhere" in line and "\n" not in line
+    with pytest.raises(SpecError, match="plugins that failed to load: badplug"):
+        load_spec(tiny_spec("something_badplug_had"))
+
+
+def test_plugin_that_raises_in_its_hook_is_disabled_and_its_names_removed(make_dist, on_path) -> None:
+    on_path(make_dist("half", {"half": "raises_in_hook"}, ("raises_in_hook",)))
+    reg = get_registry()
+    assert "half_registered" not in reg.names("mixer")
+    assert reg.problems() == ["plugin 'half' is disabled: register_mixers raised RuntimeError: something went wrong while registering"]
+
+
+def test_misspelt_hook_name_is_reported_with_a_suggestion(make_dist, on_path) -> None:
+    on_path(make_dist("typo", {"typo": "misspelt_hook"}, ("misspelt_hook",)))
+    (line,) = get_registry().problems()
+    assert line == "plugin 'typo' is disabled: implements unknown hook 'register_mixer' (did you mean 'register_mixers'?)"
+
+
+def test_name_of_a_builtin_stays_builtin_and_the_clash_is_one_line(make_dist, on_path) -> None:
+    on_path(make_dist("impostor", {"impostor": "collides_with_builtin"}, ("collides_with_builtin",)))
+    reg = get_registry()
+    assert reg.get("mixer", "attention").plugin == "deconstruct.builtin.attention"
+    (line,) = reg.problems()
+    assert "'attention'" in line and "'deconstruct.builtin.attention'" in line and "'impostor'" in line
+    assert load_spec(tiny_spec()).layers[0].base == "attention"  # specs keep working
+
+
+def test_two_plugins_with_one_name_make_it_unusable_naming_both(make_dist, on_path) -> None:
+    on_path(make_dist("pa", {"ema_a": "ema_a"}, ("ema_a",)), make_dist("pb", {"ema_b": "ema_b"}, ("ema_b",)))
+    reg = get_registry()
+    (line,) = reg.problems()
+    assert "'ema_a'" in line and "'ema_b'" in line and "DECONSTRUCT_LOAD_PLUGINS=ema_a" in line
+    assert "ema" not in reg.names("mixer")
+    with pytest.raises(PluginError, match="registered by 'ema_a' and by 'ema_b'"):
+        reg.get("mixer", "ema")
+    with pytest.raises(SpecError) as err:
+        load_spec(tiny_spec("ema"))
+    assert "model.mixer.kind" in str(err.value) and "ema_b" in str(err.value)
+
+
+def test_unknown_mixer_lists_registered_and_suggests_nearest(make_dist, on_path) -> None:
+    on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",)))
+    with pytest.raises(SpecError) as err:
+        load_spec(tiny_spec("emma"))
+    msg = str(err.value)
+    assert "unknown mixer 'emma': did you mean 'ema'?" in msg
+    registered = msg.split("registered: ")[1].split(", ")
+    assert {"attention", "ema", "mlp"} <= set(registered) and registered == sorted(registered)
+    assert msg.startswith("model.mixer.kind: ")
+    with pytest.raises(SpecError, match="is the plugin that provides it installed"):
+        load_spec(tiny_spec("zzzzzz"))
+
+
+def test_extra_plugins_and_hooks_that_take_no_arguments() -> None:
+    class Quiet:
+        @hookimpl
+        def register_tasks(self):  # pluggy lets an implementation take fewer arguments: fine, registers nothing
+            pass
+
+    class Nothing:
+        pass
+
+    reg = build_registry((Quiet(), Nothing()), entry_points=False)
+    assert reg.broken == {}
+    assert reg.problems() == ["plugin 'Nothing' implements no hooks (mark its functions with @deconstruct.hookimpl)"]
+
+
+def test_registration_errors_are_clear() -> None:
+    class Bad:
+        @hookimpl
+        def register_mixers(self, register):
+            register("x", bulid=lambda ctx, o: None)
+
+    reg = build_registry((Bad(),), entry_points=False)
+    assert reg.problems() == ["plugin 'Bad' is disabled: register_mixers raised PluginError: Bad: register('x', …) got unknown keyword 'bulid'"]
+
+
+def test_plugins_for_names_every_plugin_a_run_uses(make_dist, on_path) -> None:
+    on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",), version="0.4"))
+    resolved = load_spec(tiny_spec("ema", overrides={2: "standard"}))
+    from deconstruct import __version__
+
+    assert plugins_for(resolved) == [
+        {"name": "ema", "version": "0.4"},
+        {"name": "deconstruct.builtin.channel_mixers", "version": __version__},
+        {"name": "deconstruct.builtin.presets", "version": __version__},  # 'standard' is a preset …
+        {"name": "deconstruct.builtin.attention", "version": __version__},  # … of attention
+        {"name": "deconstruct.builtin.tasks", "version": __version__},
+    ]
