@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from deconstruct._errors import DeconstructError
 
 #: command modules; each defines ``register(app)``
-COMMAND_MODULES = ("spec", "train", "variants", "plugins", "bench")
+COMMAND_MODULES = ("spec", "train", "variants", "plugins", "bench", "report", "study")
 
 HELP = """Take attention apart: declarative ablation studies of Transformer design principles.
 
@@ -84,17 +84,11 @@ def build_app() -> typer.Typer:
 
     for name in COMMAND_MODULES:
         importlib.import_module(f"deconstruct.cli.{name}").register(app)
-    # plugin sub-commands (register_commands hook)
+    # plugin sub-commands (register_commands hook); a broken plugin is disabled, never fatal
     try:
-        from deconstruct.plugins import get_registry
+        from deconstruct.plugins import add_plugin_commands
 
-        reg = get_registry()
-        if reg.pm is not None:
-            for impl in reg.pm.hook.register_commands.get_hookimpls():
-                try:
-                    impl.function(app=app)
-                except Exception as exc:  # a broken plugin never takes the CLI down
-                    reg.broken[impl.plugin_name] = f"register_commands raised {type(exc).__name__}: {exc}"
+        add_plugin_commands(app)
     except DeconstructError as exc:
         click.echo(f"warning: {exc}", err=True)
     return app

@@ -5,8 +5,9 @@ excluded), read in sorted path order — the same several MB of real text on eve
 ``corpus: PATH_OR_GLOB`` reads the user's own files. The bytes are read once and cached as a flat uint8
 file under ``$DECONSTRUCT_CACHE`` (default ``~/.cache/deconstruct``); sampling a batch is one gather.
 
-Split: the byte stream is cut into 64 KiB blocks; every 10th block is validation, the rest training —
-deterministic, and both splits span the whole corpus.
+Split: the byte stream is cut into 64 KiB blocks (smaller for small corpora, so there are at least four
+validation blocks); every 10th block is validation, the rest training — deterministic, disjoint, and both
+splits span the whole corpus.
 """
 
 from __future__ import annotations
@@ -103,13 +104,13 @@ class ByteLM:
 
         self.seq_len = options.seq_len
         data = load_corpus(options.corpus, options.max_bytes)
-        n_blocks = math.ceil(len(data) / BLOCK)
-        is_val = torch.zeros(n_blocks, dtype=torch.bool)
-        is_val[VAL_EVERY - 1 :: VAL_EVERY] = True
-        blocks = list(data.split(BLOCK))
-        self.train = torch.cat([b for b, v in zip(blocks, is_val.tolist(), strict=True) if not v])
-        val = [b for b, v in zip(blocks, is_val.tolist(), strict=True) if v]
-        self.val = torch.cat(val) if val else self.train[-BLOCK:]
+        # small corpora get smaller blocks, so that there are always at least 4 validation blocks
+        block = min(BLOCK, max(2 * (self.seq_len + 1), len(data) // (4 * VAL_EVERY)))
+        blocks = list(data.split(block))
+        is_val = [(i % VAL_EVERY) == VAL_EVERY - 1 for i in range(len(blocks))]
+        self.train = torch.cat([b for b, v in zip(blocks, is_val, strict=True) if not v])
+        val = [b for b, v in zip(blocks, is_val, strict=True) if v]
+        self.val = torch.cat(val) if val else data[:0]
         for name, part in (("train", self.train), ("val", self.val)):
             if len(part) <= self.seq_len + 1:
                 raise SpecError(

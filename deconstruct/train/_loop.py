@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from deconstruct._errors import RunError
 from deconstruct.model import build_model
 from deconstruct.spec import ResolvedSpec
+from deconstruct.train._diagnostics import collect_diagnostics
 
+DIAGNOSTIC_SEQUENCES = 4  # attention indicators are measured on this many validation sequences
 EVAL_SEED = 1234  # validation windows are drawn from this seed: identical across runs and configurations
 
 
@@ -46,12 +48,14 @@ class TrainResult:
     peak_memory_bytes: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_val_loss
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
+    diagnostics: list[tuple[int, int, str, float]] = field(default_factory=list)  # (layer, head, name, value)
 
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
         d = asdict(self)
         d.update(d.pop("metrics"))
         if not with_history:
             d.pop("history")
+            d.pop("diagnostics")
         return d
 
 
@@ -100,18 +104,31 @@ def build_task(resolved: ResolvedSpec, registry: Any = None) -> Any:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], ctx: Any, skip: frozenset[int] = frozenset()) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    ctx: Any,
+    skip: frozenset[int] = frozenset(),
+    accuracy: bool = False,
+) -> dict[str, float]:
+    """Mean loss over the labelled positions of ``batches`` (and accuracy there, if asked)."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, correct, count = 0.0, 0, 0
     for x, y in batches:
         with ctx:
             logits = model(x, skip=skip) if skip else model(x)
+        labelled = y != -100
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
         total += loss.item()
-        count += int((y != -100).sum())
+        count += int(labelled.sum())
+        if accuracy:
+            correct += int((logits.argmax(-1)[labelled] == y[labelled]).sum())
     model.train(was_training)
-    return total / max(1, count)
+    out = {"val_loss": total / max(1, count)}
+    if accuracy:
+        out["accuracy"] = correct / max(1, count)
+    return out
 
 
 def total_steps(resolved: ResolvedSpec) -> int:
@@ -130,6 +147,7 @@ def train(
     task: Any = None,
     registry: Any = None,
     device: str | None = None,
+    with_diagnostics: bool = True,
 ) -> TrainResult:
     """Train ``resolved`` once with ``seed``; evaluate; return a :class:`TrainResult`."""
     t = resolved.spec.train
@@ -159,6 +177,8 @@ def train(
 
     history: list[tuple[int, str, float]] = []
     val_loss = float("nan")
+    evals: dict[str, float] = {}
+    accuracy = bool(getattr(task, "report_accuracy", False))
     start = time.perf_counter()
     train_seconds = 0.0
     step = 0
@@ -187,22 +207,26 @@ def train(
         if on_step is not None:
             on_step(step, loss_value, step * B * T / max(train_seconds, 1e-9))
         if step % t.eval_every == 0 or step == steps:
-            val_loss = evaluate(model, val_batches, amp)
-            history += [(step, "train_loss", loss_value), (step, "val_loss", val_loss), (step, "lr", lr)]
+            evals = evaluate(model, val_batches, amp, accuracy=accuracy)
+            val_loss = evals["val_loss"]
+            history += [(step, "train_loss", loss_value), (step, "lr", lr)] + [(step, k, v) for k, v in evals.items()]
             if on_eval is not None:
-                on_eval(step, {"val_loss": val_loss, "train_loss": loss_value})
+                on_eval(step, {**evals, "train_loss": loss_value})
         if t.seconds is not None and time.perf_counter() - start >= t.seconds:
             if history and history[-1][0] != step:
-                val_loss = evaluate(model, val_batches, amp)
-                history += [(step, "train_loss", loss_value), (step, "val_loss", val_loss)]
+                evals = evaluate(model, val_batches, amp, accuracy=accuracy)
+                val_loss = evals["val_loss"]
+                history += [(step, "train_loss", loss_value)] + [(step, k, v) for k, v in evals.items()]
             break
     if not math.isfinite(val_loss):
         raise RunError(f"validation loss is non-finite ({val_loss}) after step {step}")
 
     metrics = dict(task.metrics(val_loss))
+    metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
     if skip_relaxed:
         relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
-        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed) if relaxed else val_loss
+        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed)["val_loss"] if relaxed else val_loss
+    diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()
     return TrainResult(
@@ -219,6 +243,7 @@ def train(
         peak_memory_bytes=int(peak),
         metrics=metrics,
         history=history,
+        diagnostics=diagnostics,
     )
 
 

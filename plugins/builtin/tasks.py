@@ -1,12 +1,19 @@
-"""Built-in tasks. ``lm``: byte-level language modelling over real text (the Python standard library's
-own source by default) — reports bits per byte = loss / ln 2."""
+"""Built-in tasks that need no download (MECHANISMS.md §7):
+
+- ``lm``: byte-level language modelling over real text (the Python standard library's own source by
+  default); reports bits per byte = loss / ln 2.
+- ``mqar``: multi-query associative recall (Arora et al. 2023, "Zoology"); reports accuracy.
+- ``cloze``: masked byte modelling with a bidirectional encoder (BERT4Rec-style); non-causal.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from deconstruct.hookspecs import hookimpl
+from deconstruct.tasks._cloze import ClozeOptions
 from deconstruct.tasks._lm import LMOptions
+from deconstruct.tasks._mqar import MQAROptions
 
 
 def build_lm(options: LMOptions) -> Any:
@@ -15,6 +22,22 @@ def build_lm(options: LMOptions) -> Any:
     return ByteLM(options)
 
 
+def build_mqar(options: MQAROptions) -> Any:
+    from deconstruct.tasks._mqar import MQAR
+
+    return MQAR(options)
+
+
+def build_cloze(options: ClozeOptions) -> Any:
+    from deconstruct.tasks._cloze import Cloze
+
+    return Cloze(options)
+
+
 @hookimpl
 def register_tasks(register: Any) -> None:
     register("lm", build=build_lm, options=LMOptions, summary="byte-level language modelling (bits per byte)")
+    register("mqar", build=build_mqar, options=MQAROptions, summary="multi-query associative recall (accuracy)",
+             paper="Arora et al. 2023, Zoology, arXiv 2312.04927")
+    register("cloze", build=build_cloze, options=ClozeOptions, summary="masked byte modelling, bidirectional (accuracy)",
+             paper="Sun et al. 2019, BERT4Rec, arXiv 1904.06690")
