@@ -84,11 +84,13 @@ def build_app() -> typer.Typer:
 
     for name in COMMAND_MODULES:
         importlib.import_module(f"deconstruct.cli.{name}").register(app)
-    # plugin sub-commands (register_commands hook); a broken plugin is disabled, never fatal
+    # plugin sub-commands (register_commands hook); a broken plugin is disabled, never fatal. Built-ins add
+    # no commands, so with no third-party plugin installed the registry is not built here (fast --help).
     try:
-        from deconstruct.plugins import add_plugin_commands
+        from deconstruct.plugins import _entry_points, add_plugin_commands
 
-        add_plugin_commands(app)
+        if _entry_points():
+            add_plugin_commands(app)
     except DeconstructError as exc:
         click.echo(f"warning: {exc}", err=True)
     return app

@@ -1,0 +1,45 @@
+"""The store: deconstruct's ``dc_`` tables beside Optuna's, in one SQLAlchemy database.
+
+``Store(url)`` opens (and creates or upgrades, by migrations) the tables; its read methods return plain
+dataclasses for ``study show`` and reports:
+
+- ``Store.studies()`` -> [StudyInfo] (name, objectives, directions, spec, versions, trial counts per state)
+- ``Store.study(name)`` -> StudyInfo (``StudyNotFound`` lists the known names)
+- ``Store.trials(name)`` -> [TrialInfo] (number, state, values, search_params, error, reused seeds, retry_of)
+- ``Store.runs(name, status=None)`` -> [RunInfo] (one per (trial, seed): config, metrics, cost, versions)
+- ``Store.curves(name, metric=None)`` -> {run_id: {metric: [(step, value)]}}
+"""
+
+from deconstruct.store._migrations import HEAD as SCHEMA_VERSION
+from deconstruct.store._store import (
+    DEFAULT_URL,
+    INTERRUPTED,
+    WORKER_DIED,
+    RunInfo,
+    Store,
+    StudyInfo,
+    StudyNotFound,
+    TrialInfo,
+    default_url,
+    display_url,
+    is_retryable,
+    make_engine,
+    sqlite_path,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "INTERRUPTED",
+    "SCHEMA_VERSION",
+    "WORKER_DIED",
+    "RunInfo",
+    "Store",
+    "StudyInfo",
+    "StudyNotFound",
+    "TrialInfo",
+    "default_url",
+    "display_url",
+    "is_retryable",
+    "make_engine",
+    "sqlite_path",
+]

@@ -1,0 +1,370 @@
+"""``deconstruct study run|worker|list|show|delete``: Optuna studies over a spec, kept in one database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from deconstruct.cli._common import SetOption, TableFormat, print_json, stderr, stdout
+
+study_app = typer.Typer(help="Run, inspect and delete studies (Optuna searches over a spec).", no_args_is_help=True)
+
+STORAGE_HELP = "SQLAlchemy URL of the study database (default: $DECONSTRUCT_STORAGE, else sqlite:///deconstruct.db)."
+StorageOption = typer.Option(None, "--storage", help=STORAGE_HELP, metavar="URL")
+NTrialsOption = typer.Option(
+    None, "--n-trials", min=1, help="Total trials the study should count (across runs); default: spec, else the grid size."
+)
+TimeoutOption = typer.Option(None, "--timeout", min=0.0, help="Start no new trial after this many seconds.")
+
+
+def _fmt(values: list[float] | None) -> str:
+    if not values:
+        return "—"
+    return ", ".join(f"{v:.4f}" if abs(v) < 1e4 else f"{v:,.0f}" for v in values)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base config)"
+
+
+class StudyProgress:
+    """Study progress on stderr: a bar of counted trials with the best value, a bar for the current run, and
+    one line per finished trial (printed even when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from deconstruct.cli._progress import _force
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=not stderr.is_terminal and not _force(),
+        )
+        self.study_task: Any = None
+        self.run_task: Any = None
+        self.objectives: list[str] = ["val_loss"]
+        self.val = "—"
+
+    def __enter__(self) -> StudyProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def print(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    # -- StudyEvents --------------------------------------------------------------------------------------
+    def on_study_start(self, info: dict[str, Any]) -> None:
+        self.objectives = info["objectives"]
+        what = f"{info['configurations']} configurations" if info.get("configurations") else info["sampler"]
+        verb = "continuing" if info["resumed"] else "starting"
+        self.print(f"{verb} study {info['name']} ({what}, seeds {info['seeds']}, "
+                   f"{info['done']}/{info['target']} trials done) in {info['storage']}")
+        self.study_task = self.progress.add_task("trials", total=info["target"], completed=info["done"], detail="")
+
+    def on_trial_start(self, number: int, params: dict[str, Any], inactive: list[str]) -> None:
+        self.number, self.params = number, params
+
+    def on_run_start(self, number: int, seed: int, info: dict[str, Any]) -> None:
+        if self.run_task is not None:
+            self.progress.remove_task(self.run_task)
+        self.val = "—"
+        self.run_task = self.progress.add_task(f"trial {number} seed {seed}", total=info["steps"], detail="")
+
+    def on_step(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if self.run_task is not None:
+            self.progress.update(self.run_task, completed=step,
+                                 detail=f"loss {loss:.3f} val {self.val} {tokens_per_second:,.0f} tok/s")
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.val = f"{metrics['val_loss']:.3f}"
+
+    def on_run_end(self, number: int, seed: int, status: str, error: str | None) -> None:
+        if self.run_task is not None:
+            self.progress.remove_task(self.run_task)
+            self.run_task = None
+
+    def on_trial_end(self, o: Any) -> None:
+        if o.state == "completed":
+            shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.objectives, o.values or [], strict=True))
+            state = f"completed {shown}" + (f" (seeds {o.reused} reused)" if o.reused else "")
+        else:
+            state = f"{o.state}: {o.error}"
+        self.print(f"trial {o.number} [{o.done}/{o.total}] {_params(o.params)} — {state}")
+        best = f"best {_fmt(o.best)}" if o.best else ""
+        self.progress.update(self.study_task, completed=o.done, detail=best)
+
+    def on_wait(self, running: list[int]) -> None:
+        self.progress.update(self.study_task, detail=f"waiting for trial(s) {running} running elsewhere")
+
+    def on_note(self, message: str) -> None:
+        self.print(f"note: {message}")
+
+
+def _print_summary(summary: Any, format: TableFormat) -> None:
+    if format == TableFormat.json:
+        print_json(summary.to_dict())
+        return
+    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "no trials"
+    stdout.print(f"study {summary.name}: {summary.counted}/{summary.target} trials counted ({states}); "
+                 f"{summary.trained} runs trained now; stopped: {summary.stop_reason}", highlight=False, soft_wrap=True)
+    if summary.best:
+        b = summary.best
+        stdout.print(f"best: trial {b['number']} {summary.objectives[0]}={_fmt(b['values'])} — {_params(b['params'])}",
+                     highlight=False, soft_wrap=True)
+    for p in summary.pareto:
+        stdout.print(f"pareto: trial {p['number']} ({', '.join(summary.objectives)}) = ({_fmt(p['values'])}) — "
+                     f"{_params(p['params'])}", highlight=False, soft_wrap=True)
+
+
+def _spawn_workers(runner: Any, n: int, device: str | None) -> list[tuple[Any, Any]]:
+    """``n`` more ``deconstruct study worker`` processes on this machine; their output goes to temp files."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    cmd = [sys.executable, "-m", "deconstruct", "study", "worker", runner.name, "--storage", runner.url,
+           "--n-trials", str(runner.target)]
+    if runner.timeout is not None:
+        cmd += ["--timeout", str(runner.timeout)]
+    if device:
+        cmd += ["--device", device]
+    procs = []
+    for _ in range(n):
+        log = tempfile.TemporaryFile(mode="w+")
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "DECONSTRUCT_PROGRESS": "0"}), log))
+    return procs
+
+
+def _wait_workers(procs: list[tuple[Any, Any]], interrupt: bool = False) -> int:
+    """Wait for the worker processes (forwarding Ctrl-C); report the ones that failed. Returns the worst code."""
+    import signal
+
+    worst = 0
+    for proc, _ in procs:
+        if interrupt and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc, log in procs:
+        code = proc.wait()
+        if code not in (0, 130) or (code == 130 and not interrupt):
+            log.seek(0)
+            tail = [ln for ln in log.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
+            stderr.print(f"worker {proc.pid} exited with code {code}: {tail[0]}", highlight=False, soft_wrap=True)
+            worst = max(worst, 1)
+        log.close()
+    return worst
+
+
+def _run(make_runner: Any, format: TableFormat, workers: int = 1, device: str | None = None) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    procs: list[tuple[Any, Any]] = []
+    with StudyProgress() as progress:
+        runner = make_runner(progress)
+        try:
+            if workers > 1:
+                procs = _spawn_workers(runner, workers - 1, device)
+                progress.print(f"started {workers - 1} more worker(s): pids {[p.pid for p, _ in procs]}")
+            summary = runner.run()
+        except KeyboardInterrupt:
+            progress.progress.stop()
+            _wait_workers(procs, interrupt=True)
+            what = (f"trial {runner.interrupted} is recorded as failed (interrupted) and will be retried"
+                    if runner.interrupted is not None else "between trials")
+            stderr.print(f"interrupted: {what}; run the same command to continue study {runner.name}",
+                         highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        code = _wait_workers(procs)
+    _print_summary(summary, format)
+    if code:
+        raise typer.Exit(code)
+
+
+@study_app.command("run")
+def run(
+    spec: Path = typer.Argument(..., help="Spec YAML file (its `search` and `study` sections)."),
+    storage: str = StorageOption,
+    n_trials: int = NTrialsOption,
+    timeout: float = TimeoutOption,
+    set_: list[str] = SetOption,
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes on this machine, this one included."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device)."),
+    format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
+) -> None:
+    """Run SPEC's study, or continue it: trials and runs are stored; an interrupted study resumes.
+
+    \b
+    Examples:
+      deconstruct study run studies/quickstart.yaml
+      deconstruct study run studies/quickstart.yaml --set train.steps=30 --set name=quick --n-trials 2
+      deconstruct study run my.yaml --storage postgresql://user@host/db --timeout 3600 --workers 4
+    """
+    from deconstruct.study import StudyRunner, read_spec
+
+    data, text = read_spec(str(spec), set_)
+    _run(lambda events: StudyRunner(data, text, storage=storage, n_trials=n_trials, timeout=timeout,
+                                    events=events, device=device), format, workers, device)
+
+
+@study_app.command("worker")
+def worker(
+    name: str = typer.Argument(..., help="Name of an existing study."),
+    storage: str = StorageOption,
+    n_trials: int = NTrialsOption,
+    timeout: float = TimeoutOption,
+    device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device)."),
+    format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
+) -> None:
+    """Join study NAME as one more worker, using the spec stored with it (run it on other machines).
+
+    \b
+    Examples:
+      deconstruct study worker quickstart --storage postgresql://user@host/db
+    """
+    from deconstruct.store import Store
+    from deconstruct.study import StudyRunner
+
+    info = Store(storage, create=False).study(name)
+    _run(lambda events: StudyRunner(info.spec, info.spec_text, storage=storage, n_trials=n_trials, timeout=timeout,
+                                    events=events, device=device), format)
+
+
+def _best(trials: list[Any], info: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    from deconstruct.study import best_trial, pareto_front
+
+    if len(info.objectives) > 1:
+        return None, [{"number": t.number, "values": t.values, "params": t.search_params} for t in pareto_front(trials, info.directions)]
+    b = best_trial(trials, info.directions)
+    if b is None:
+        return None, []
+    return {"number": b.number, "values": b.values, "params": b.search_params, "config_hash": b.config_hash}, []
+
+
+@study_app.command("list")
+def list_studies(
+    storage: str = StorageOption,
+    format: TableFormat = typer.Option(TableFormat.table, "--format", "-f"),
+) -> None:
+    """List the studies in the storage: trials by state, runs, best value.
+
+    \b
+    Examples:
+      deconstruct study list
+      deconstruct study list --storage sqlite:///runs.db --format json
+    """
+    from deconstruct.store import Store, StudyNotFound
+
+    rows: list[dict[str, Any]] = []
+    try:
+        store = Store(storage, create=False)
+    except StudyNotFound:  # no database yet: no studies (and no file created)
+        store = None
+    for info in store.studies() if store is not None else []:
+        best, pareto = _best(store.trials(info.name), info)  # type: ignore[union-attr]
+        rows.append({**info.to_dict(), "best": best, "pareto_size": len(pareto) if len(info.objectives) > 1 else None})
+    if format == TableFormat.json:
+        print_json(rows)
+        return
+    if not rows:
+        stdout.print("no studies")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("study", "trials", "runs", "objective", "best", "created"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        trials = ", ".join(f"{n} {s}" for s, n in sorted(r["trials"].items())) or "—"
+        objective = ", ".join(f"{o} ({d[:3]})" for o, d in zip(r["objectives"], r["directions"], strict=True))
+        shown = _fmt(r["best"]["values"]) if r["best"] else (f"{r['pareto_size']} on the front" if r["pareto_size"] else "—")
+        table.add_row(r["name"], trials, str(r["runs"]), objective, shown, str(r["created_at"])[:19])
+    stdout.print(table)
+
+
+@study_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Study name."),
+    storage: str = StorageOption,
+    format: TableFormat = typer.Option(TableFormat.table, "--format", "-f"),
+) -> None:
+    """Show a study: every trial (state, values, parameters, reason) and the best configuration.
+
+    \b
+    Examples:
+      deconstruct study show quickstart
+      deconstruct study show quickstart --format json
+    """
+    from deconstruct.store import Store
+
+    store = Store(storage, create=False)
+    info = store.study(name)
+    trials = store.trials(name)
+    runs = store.runs(name)
+    best, pareto = _best(trials, info)
+    if best is not None:
+        config = next((r.config for r in runs if r.config_hash == best["config_hash"] and r.status == "completed"), None)
+        best["config"] = config
+    data: dict[str, Any] = {
+        "study": info.to_dict(),
+        "trials": [{**t.to_dict(), "runs": [r.id for r in runs if r.trial_number == t.number]} for t in trials],
+        "best": best,
+        "pareto": pareto,
+    }
+    if format == TableFormat.json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{info.name} — {', '.join(info.objectives)} ({', '.join(info.directions)})", title_justify="left")
+    for col in ("trial", "state", "values", "parameters", "seeds", "note"):
+        table.add_column(col, overflow="fold")
+    for t in data["trials"]:
+        seeds = f"{len(t['runs'])} run(s)" + (f", reused {t['reused']}" if t["reused"] else "")
+        notes = [t["error"] or "", f"retry of {t['retry_of']}" if t["retry_of"] is not None else "",
+                 f"not applied: {', '.join(t['inactive_params'])}" if t["inactive_params"] else ""]
+        note = "; ".join(n for n in notes if n)
+        table.add_row(str(t["number"]), t["state"], _fmt(t["values"]), _params(t["search_params"]), seeds, note)
+    stdout.print(table)
+    if best:
+        stdout.print(f"best: trial {best['number']} {info.objectives[0]}={_fmt(best['values'])} — {_params(best['params'])} "
+                     f"(config {best['config_hash']})", highlight=False, soft_wrap=True)
+    for p in pareto:
+        stdout.print(f"pareto: trial {p['number']} = ({_fmt(p['values'])}) — {_params(p['params'])}", highlight=False, soft_wrap=True)
+
+
+@study_app.command("delete")
+def delete(
+    name: str = typer.Argument(..., help="Study name."),
+    storage: str = StorageOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a study: its trials, runs and curves, and its Optuna study.
+
+    \b
+    Examples:
+      deconstruct study delete quickstart --yes
+    """
+    from deconstruct.store import Store
+    from deconstruct.study import delete_study
+
+    store = Store(storage, create=False)
+    info = store.study(name)  # StudyNotFound lists the known names
+    if not yes:
+        typer.confirm(f"delete study {name!r} ({sum(info.trials.values())} trials, {info.runs} runs)?", abort=True)
+    delete_study(name, storage=store.url)
+    stderr.print(f"deleted study {name}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,183 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, no fonts, no network).
+
+Per study: the configuration table, the effect of each axis (chart + table), learning curves (mean over
+seeds, from ``dc_metric``), the Pareto front of multi-objective studies and the parameter importances.
+Several studies: a side-by-side table first, then one section per study.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+from deconstruct.report._analysis import Report, StudyReport, fmt_value, short_axis
+from deconstruct.report._render import (
+    CI_NOTE,
+    comparison_table,
+    config_table,
+    effect_table,
+    effect_title,
+    fmt_num,
+    importance_table,
+    pareto_table,
+    summary_line,
+)
+from deconstruct.report._svg import (
+    Point,
+    Series,
+    Whisker,
+    bar_chart,
+    color,
+    effect_chart,
+    line_chart,
+    scatter_chart,
+)
+
+CSS = """
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif; color: #222;
+       margin: 0; background: #fafafa; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
+h1 { font-size: 24px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 6px; padding-top: 10px; border-top: 2px solid #4e79a7; }
+h3 { font-size: 16px; margin: 26px 0 8px; }
+p.meta, p.note, figcaption { color: #666; font-size: 12.5px; margin: 4px 0 10px; }
+table { border-collapse: collapse; margin: 6px 0 8px; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #e4e4e4; text-align: left; vertical-align: top; }
+th { background: #f1f4f8; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; white-space: nowrap; }
+tr.best td { background: #eef6ee; }
+figure.plot { margin: 8px 0 14px; padding: 8px; border: 1px solid #e6e6e6; border-radius: 6px; display: inline-block;
+              background: #fff; }
+figure.plot svg { display: block; }
+ul.notes li { color: #7a5b00; }
+details { margin: 6px 0; } summary { cursor: pointer; color: #4e79a7; }
+pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
+.verdict-better { color: #2e7d32; font-weight: 600; } .verdict-worse { color: #c62828; font-weight: 600; }
+"""
+
+
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), best: int | None = None,  # type: ignore[assignment]
+           verdict_col: int | None = None) -> str:
+    out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = ' class="best"' if best is not None and i == best else ""
+        cells = []
+        for j, cell in enumerate(row):
+            attrs = ' class="num"' if j in numeric else ""
+            if j == verdict_col and cell.split(" ")[0] in ("better", "worse"):
+                attrs = f' class="verdict-{cell.split(" ")[0]}"'
+            cells.append(f"<td{attrs}>{escape(cell)}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _figure(svg: str, kind: str, caption: str) -> str:
+    return f'<figure class="plot" data-plot="{kind}">{svg}<figcaption>{escape(caption)}</figcaption></figure>'
+
+
+def _study_section(s: StudyReport, index: int, several: bool) -> str:
+    out = []
+    sid = f"study-{index}"
+    if several:
+        out.append(f'<h2 id="{sid}">{escape(s.name)}</h2>')
+    out.append(f'<p class="meta">{escape(summary_line(s))}</p>')
+    colors = {c.config_hash: color(i) for i, c in enumerate(s.configurations)}
+
+    # configurations
+    head, rows = config_table(s)
+    out.append("<h3>Configurations</h3>")
+    best = 0 if s.configurations and s.configurations[0].rank == 1 else None
+    out.append(_table(head, rows, numeric={0, 2, 3} | set(range(4, len(head) - 1)), best=best))
+    out.append(f'<p class="note">{escape(s.objective)}: {escape(CI_NOTE)}</p>')
+
+    # effects
+    for ae in s.effects:
+        out.append(f"<h3>{escape(effect_title(s, ae))}</h3>")
+        whiskers = [
+            Whisker(fmt_value(e.value), e.interval.estimate, e.interval.low, e.interval.high, color(i + 1),
+                    f"{e.method}, {e.verdict}")
+            for i, e in enumerate(ae.effects) if e.interval.estimate is not None
+        ]
+        if whiskers:
+            better = "lower" if s.direction == "minimize" else "higher"
+            svg = effect_chart(whiskers, title=f"effect of {ae.axis}", reference=f"{fmt_value(ae.baseline)} (baseline)",
+                               xlabel=f"Δ {s.objective} vs {fmt_value(ae.baseline)} ({better} is better)")
+            out.append(_figure(svg, "effect", f"Mean difference and 95% bootstrap interval per value of {ae.axis}; "
+                                              "the dashed line is the baseline."))
+        out.append(_table(*effect_table(s, ae), numeric={1, 2, 3}, verdict_col=6))
+
+    # learning curves
+    out.append(f"<h3>Learning curves ({escape(s.curve_metric)}, mean over seeds)</h3>")
+    series = [Series(c.label if c.used else f"{c.label} (not completed)", colors[c.config_hash],
+                     [(st, v) for st, v, _ in c.curve], dashed=not c.used)
+              for c in s.configurations if c.curve]
+    if series:
+        svg = line_chart(series, title=f"{s.curve_metric} vs step", xlabel="step", ylabel=s.curve_metric)
+        out.append(_figure(svg, "curves", f"{s.curve_metric} at each evaluation, averaged over the seeds of each "
+                                          "configuration (completed runs; dashed: a configuration none of whose runs completed)."))
+    else:
+        out.append('<p class="note">No learning curves were recorded for this study.</p>')
+
+    # Pareto front
+    if s.pareto is not None:
+        out.append(f"<h3>Pareto front ({escape(' vs '.join(s.objectives[:2]))})</h3>")
+        x_name, y_name = s.objectives[1], s.objectives[0]
+        points = [Point(c.other[x_name], c.objective.estimate, c.label, colors[c.config_hash], c.pareto)  # type: ignore[arg-type]
+                  for c in s.configurations
+                  if c.objective.estimate is not None and c.other.get(x_name) is not None]
+        svg = scatter_chart(points, title="Pareto front", xlabel=x_name, ylabel=y_name)
+        out.append(_figure(svg, "pareto", "Each configuration at its mean over seeds; outlined points (★) are "
+                                          "not dominated on " + " and ".join(
+                                              f"{o} ({d})" for o, d in zip(s.objectives, s.directions, strict=True)) + "."))
+        out.append(_table(*pareto_table(s), numeric=set(range(1, len(s.objectives) + 1))))  # type: ignore[misc]
+
+    # importances
+    out.append("<h3>Parameter importances</h3>")
+    imp = s.importances
+    table = importance_table(s)
+    if table and imp is not None and imp.values:
+        items = [(short_axis(k, list(imp.values)), v) for k, v in imp.values.items()]
+        out.append(_figure(bar_chart(items, title="parameter importances", xlabel="importance (normalised)"),
+                           "importances", f"{imp.evaluator}; {imp.note}."))
+        out.append(_table(*table, numeric={1}))
+    elif imp is not None:
+        out.append(f'<p class="note">{escape(imp.note)}.</p>')
+
+    if s.notes:
+        out.append("<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{escape(n)}</li>" for n in s.notes) + "</ul>")
+
+    # resolved configurations, for the record
+    out.append("<details><summary>Resolved configurations</summary>")
+    for c in s.configurations:
+        out.append(f"<p><b>{escape(c.label)}</b> <code>{escape(c.config_hash)}</code> — seeds "
+                   f"{escape(', '.join(str(x) for x in c.seeds) or 'none')}; values "
+                   f"{escape(', '.join(fmt_num(v) for v in c.values(s.objective)) or 'none')}</p>")
+        out.append(f"<pre>{escape(json.dumps(c.config, indent=1, sort_keys=True))}</pre>")
+    out.append("</details>")
+    return "\n".join(out)
+
+
+def to_html(report: Report) -> str:
+    names = ", ".join(s.name for s in report.studies)
+    several = len(report.studies) > 1
+    body = [f"<h1>deconstruct report: {escape(names)}</h1>"]
+    versions = sorted({f"deconstruct {s.deconstruct_version}, torch {s.torch_version}" for s in report.studies
+                       if s.deconstruct_version})
+    if versions:
+        body.append(f'<p class="meta">Studies recorded with {escape("; ".join(versions))}.</p>')
+    if several:
+        body.append("<h2>Side by side</h2>")
+        head, rows = comparison_table(report)
+        body.append(_table(head, rows, numeric=set(range(1, len(head)))))
+        body.append('<p class="note">Configurations matched by their searched values; — means the study has no '
+                    "such configuration.</p>")
+    for i, s in enumerate(report.studies):
+        body.append(_study_section(s, i, several))
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>deconstruct report: {escape(names)}</title><style>{CSS}</style></head>"
+        "<body><main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+    )

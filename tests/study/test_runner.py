@@ -1,0 +1,242 @@
+"""End-to-end studies through the CLI: a real SQLite file, real Optuna, real (tiny) trainings."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from deconstruct.store import Store
+from deconstruct.study import StudyRunner
+
+
+def _optuna_trials(storage: str, name: str):
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_grid_with_two_seeds_stores_every_run_and_rerun_adds_nothing(spec, any_storage, write, cli):
+    storage = any_storage
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"], "model.channel_mixer": ["mlp", "none"]}
+    spec["train"]["seeds"] = [0, 1]
+    path = write(spec)
+
+    summary = cli.json("study", "run", path, "--storage", storage)
+    assert summary["counted"] == 4 and summary["states"] == {"completed": 4} and summary["trained"] == 8
+    assert summary["stop_reason"] == "done" and summary["best"]["number"] in range(4)
+
+    store = Store(storage)
+    runs = store.runs("s")
+    assert len(runs) == 8 and all(r.status == "completed" for r in runs)
+    assert sorted((r.trial_number, r.seed) for r in runs) == [(t, s) for t in range(4) for s in (0, 1)]
+    assert len({r.config_hash for r in runs}) == 4
+    curves = store.curves("s")
+    for r in runs:  # what a report reads
+        assert [st for st, _ in curves[r.id]["val_loss"]] == [2, 4]
+        assert r.val_loss == curves[r.id]["val_loss"][-1][1]
+        assert r.params > 0 and r.flops_per_token > 0 and r.tokens == 4 * 4 * 16 and r.steps == 4
+        assert r.tokens_per_second > 0 and r.wall_seconds >= r.metrics["train_seconds"] > 0
+        assert "bits_per_byte" in r.metrics and r.device == "cpu" and r.trial_state == "completed"
+        assert r.versions["torch"] and r.versions["optuna"] == optuna.__version__
+        assert {p["name"] for p in r.plugins} >= {"deconstruct.builtin.tasks"}
+        assert all(p["version"] for p in r.plugins)
+        assert set(r.search_params) == {"model.mixer.kind", "model.channel_mixer"}
+        assert r.config["layers"][0]["mixer"] == r.search_params["model.mixer.kind"]
+    diagnostics = store.diagnostics("s")  # attention indicators: every attention run, none for the token-wise MLP
+    for r in runs:
+        names = {n for _, _, n, _ in diagnostics.get(r.id, [])}
+        if r.search_params["model.mixer.kind"] == "attention":
+            assert names >= {"entropy", "sink", "concentration", "local_0", "head_diversity"}
+        else:
+            assert not names
+    for t in store.trials("s"):  # the trial value is the mean over its seeds
+        mine = [r.val_loss for r in runs if r.trial_number == t.number]
+        assert math.isclose(t.values[0], sum(mine) / 2, rel_tol=1e-9)
+
+    again = cli.json("study", "run", path, "--storage", storage)
+    assert again["trained"] == 0 and again["counted"] == 4
+    assert len(store.runs("s")) == 8 and len(store.trials("s")) == 4 and len(_optuna_trials(storage, "s")) == 4
+
+
+def test_changed_space_under_the_same_name_is_refused(spec, storage, write, cli):
+    spec["search"] = {"model.mixer.kind": ["attention"]}
+    assert cli("study", "run", write(spec), "--storage", storage).exit_code == 0
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"]}
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: study 's'") and "different spec" in line
+    assert 'search.model.mixer.kind: ["attention"] -> ["attention", "mlp"]' in line
+    assert "--set name=" in line and "deconstruct study delete s" in line
+    # a new name is a new study
+    assert cli("study", "run", write(spec), "--storage", storage, "--set", "name=s2", "--n-trials", "1").exit_code == 0
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(spec, storage, write, cli):
+    spec["search"] = {"model.heads": [2, 3], "train.lr": [3e-3, 1e9]}
+    spec["train"]["grad_clip"] = 0.0
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    assert summary["counted"] == 4 and summary["states"] == {"completed": 1, "failed": 3}
+
+    trials = {(t.search_params["model.heads"], t.search_params["train.lr"]): t for t in Store(storage).trials("s")}
+    assert trials[(2, 3e-3)].state == "completed"
+    assert "non-finite" in trials[(2, 1e9)].error
+    for lr in (3e-3, 1e9):
+        assert trials[(3, lr)].state == "failed" and "divisible by heads" in trials[(3, lr)].error
+        assert trials[(3, lr)].config_hash is None  # the spec never resolved: nothing was trained
+    runs = Store(storage).runs("s")
+    assert sorted(r.status for r in runs) == ["completed", "failed"]
+    assert "non-finite" in next(r.error for r in runs if r.status == "failed")
+    # failed trials count: a re-run retries nothing
+    assert cli.json("study", "run", write(spec), "--storage", storage)["trained"] == 0
+
+
+def test_list_show_delete(spec, storage, write, cli):
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"]}
+    cli.json("study", "run", write(spec), "--storage", storage)
+
+    [row] = cli.json("study", "list", "--storage", storage)
+    assert row["name"] == "s" and row["trials"] == {"completed": 2} and row["runs"] == 2
+    assert row["objectives"] == ["val_loss"] and row["best"]["values"][0] > 0
+
+    shown = cli.json("study", "show", "s", "--storage", storage)
+    assert [t["state"] for t in shown["trials"]] == ["completed", "completed"]
+    assert all(len(t["runs"]) == 1 for t in shown["trials"])
+    best = shown["best"]
+    assert best["values"][0] == min(t["values"][0] for t in shown["trials"])
+    assert best["config"]["layers"][0]["mixer"] == best["params"]["model.mixer.kind"]
+    table = cli("study", "show", "s", "--storage", storage)
+    assert table.exit_code == 0 and "best: trial" in table.stdout
+
+    missing = cli("study", "show", "nope", "--storage", storage)
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr and "studies there: s" in missing.stderr
+    assert cli("study", "delete", "s", "--storage", storage, input="n\n").exit_code == 1  # declined
+    assert cli("study", "delete", "s", "--storage", storage, "--yes").exit_code == 0
+    assert cli.json("study", "list", "--storage", storage) == []
+    assert optuna.get_all_study_names(storage) == []
+    assert cli("study", "delete", "s", "--storage", storage, "--yes").exit_code == 2
+
+
+def test_list_without_a_database_creates_none(tmp_path, cli):
+    storage = f"sqlite:///{tmp_path / 'none.db'}"
+    assert cli.json("study", "list", "--storage", storage) == []
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_storage_from_environment(spec, tmp_path, write, cli, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("DECONSTRUCT_STORAGE", storage)
+    cli.json("study", "run", write(spec))  # no search: the base configuration, one trial
+    assert [s["name"] for s in cli.json("study", "list")] == ["s"]
+    assert (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize("sampler", ["grid", "bruteforce"])
+def test_conditional_options_are_dropped_not_crashed_on(spec, storage, write, cli, sampler):
+    # kv_heads is an option of attention only; mlp has no such option (not suggested for it)
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"], "model.mixer.kv_heads": [1, 2]}
+    spec["study"] = {"sampler": sampler}
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    assert summary["stop_reason"] == "done" and summary["trained"] == 3  # 3 distinct configurations
+    trials = Store(storage).trials("s")
+    mlp = [t for t in trials if t.search_params["model.mixer.kind"] == "mlp"]
+    assert mlp and all(t.inactive_params == ["model.mixer.kv_heads"] for t in mlp)
+    assert all(t.state == "completed" for t in trials)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_multi_objective(spec, storage, write, cli, sampler):
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"]}
+    spec["study"] = {"sampler": sampler, "objective": ["val_loss", "params"], "direction": ["minimize", "minimize"],
+                     "n_trials": 3, "pruner": "median"}
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    assert summary["counted"] == 3 and summary["best"] is None and summary["pareto"]
+    assert summary["trained"] <= 2  # two configurations at most; a repeat reuses its runs
+    for t in Store(storage).trials("s"):
+        assert t.state == "completed" and len(t.values) == 2 and t.values[1] == int(t.values[1])
+    assert len(optuna.load_study(study_name="s", storage=storage).best_trials) >= 1
+
+
+def test_random_sampler_with_a_range_and_hyperband_pruning(spec, storage, write, cli):
+    spec["search"] = {"train.lr": {"low": 1e-4, "high": 1e-1, "log": True}, "model.layers": {"low": 1, "high": 2}}
+    spec["train"]["steps"] = 6
+    spec["study"] = {"sampler": "random", "pruner": "hyperband", "n_trials": 4}
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    assert summary["counted"] == 4
+    for t in Store(storage).trials("s"):
+        assert t.state in ("completed", "pruned")
+        assert isinstance(t.search_params["model.layers"], int) and 1e-4 <= t.search_params["train.lr"] <= 1e-1
+    # intermediate values went to Optuna at the evaluation steps
+    assert all(set(t.intermediate_values) <= {2, 4, 6} and t.intermediate_values
+               for t in _optuna_trials(storage, "s"))
+
+
+def test_n_trials_counts_toward_a_total(spec, storage, write, cli):
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"], "model.channel_mixer": ["mlp", "none"]}
+    path = write(spec)
+    assert cli.json("study", "run", path, "--storage", storage, "--n-trials", "1")["counted"] == 1
+    assert cli.json("study", "run", path, "--storage", storage, "--n-trials", "1")["trained"] == 0
+    assert cli.json("study", "run", path, "--storage", storage, "--n-trials", "3")["counted"] == 3
+    assert cli.json("study", "run", path, "--storage", storage, "--timeout", "0")["stop_reason"] == "timeout"
+    # another worker joins from the spec stored in the database and finishes the grid
+    assert cli.json("study", "worker", "s", "--storage", storage)["counted"] == 4  # the grid size
+    assert cli.json("study", "run", path, "--storage", storage)["trained"] == 0
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("where", ["this host", "elsewhere"])
+def test_a_dead_workers_trial_is_detected_and_retried(spec, any_storage, where):
+    """A trial left RUNNING by a killed worker: found by its gone process (this host) or by its stale
+    heartbeat (another host), marked failed with its runs, and its configuration retried once."""
+    from deconstruct.study._runner import HOST
+
+    storage = any_storage
+    spec["search"] = {"model.mixer.kind": ["attention", "mlp"]}
+    runner = StudyRunner(spec, storage=storage, heartbeat_interval=1, grace_period=1)
+    # play a worker that starts trial 0 and dies in the middle of its first run
+    with pytest.warns(UserWarning):
+        trial = runner.study.ask()
+    sample = runner.space.sample(trial, runner.base)
+    trial.set_user_attr("host", HOST if where == "this host" else "elsewhere")
+    trial.set_user_attr("pid", _dead_pid())
+    runner.optuna_storage.record_heartbeat(trial._trial_id)
+    runner.store.start_trial(runner.info.id, trial.number, search_params=sample.params)
+    run_id = runner.store.add_run(runner.info.id, trial.number, 0, config_hash="x", config={}, search_params=sample.params)
+    runner.store.add_metrics(run_id, [(2, "val_loss", 5.5)])
+    if where == "elsewhere":
+        time.sleep(2.2)  # SQLite's clock has whole seconds: be sure the heartbeat is older than the grace period
+
+    summary = runner.run()
+    assert summary.stop_reason == "done" and summary.trained == 2
+    trials = Store(storage).trials("s")
+    assert trials[0].state == "failed" and trials[0].error.startswith("worker died")
+    completed = [t for t in trials if t.state == "completed"]
+    assert sorted(t.search_params["model.mixer.kind"] for t in completed) == ["attention", "mlp"]
+    assert any(t.retry_of == 0 for t in completed)
+    dead = Store(storage).get_run(run_id)
+    assert dead.status == "failed" and dead.error.startswith("worker died")
+    assert Store(storage).curve(run_id) == [(2, 5.5)]  # its curve up to the kill is kept
+    states = [t.state for t in _optuna_trials(storage, "s")]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2 and states[0] == optuna.trial.TrialState.FAIL
+
+
+def test_spec_errors_are_one_line_before_any_trial(spec, storage, write, cli):
+    spec["search"] = {"model.mixer.kv_head": [1, 2]}
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 2 and "did you mean 'kv_heads'?" in result.stderr
+    spec["search"] = {"train.lr": {"low": 1e-4, "high": 1e-2}}  # grid over a continuous range
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 2 and "need a finite space" in result.stderr
+    spec["study"] = {"objective": "val_losss"}
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 2 and "unknown objective 'val_losss'" in result.stderr
+    assert not os.path.exists(storage.removeprefix("sqlite:///")) or not Store(storage).studies()
