@@ -27,6 +27,7 @@ def describe_spec(path: Path, overrides: list[str]) -> dict:
         "task": {"name": resolved.spec.task.name, **resolved.task_options.model_dump(mode="json")},
         "layers": [
             {"index": p.index, "mixer": p.mixer, "base": p.base, "options": p.options_dict(),
+             "changed": p.options.model_dump(mode="json", exclude_defaults=True),
              "standard": p.standard, "channel_mixer": p.channel_mixer}
             for p in resolved.layers
         ],
@@ -61,7 +62,7 @@ def check(
     for col in ("layer", "mixer", "resolves to", "options", "standard", "channel"):
         table.add_column(col)
     for layer in info["layers"]:
-        opts = ", ".join(f"{k}={v}" for k, v in layer["options"].items() if v is not None) or "—"
+        opts = ", ".join(f"{k}={v}" for k, v in layer["changed"].items()) or "defaults"
         base = layer["base"] if layer["base"] != layer["mixer"] else ""
         table.add_row(str(layer["index"]), layer["mixer"], base, opts, "yes" if layer["standard"] else "relaxed", layer["channel_mixer"])
     stdout.print(table)

@@ -55,6 +55,14 @@ def _triton_ok(device_type: str) -> bool:
         return False
 
 
+TRITON_HEAD_DIMS = (16, 32, 64, 128)
+
+
+def _triton_shapes_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    D = q.shape[-1]
+    return D in TRITON_HEAD_DIMS and k.shape[-1] == D and v.shape[-1] == D and q.shape[-2] == k.shape[-2]
+
+
 def pick_backend(requested: str, device: torch.device) -> str:
     """Resolve ``auto`` (and an unavailable ``triton``) to the backend actually used on ``device``."""
     if requested == "auto":
@@ -84,5 +92,8 @@ def attend(
     if backend == "compile":
         return _compiled()(q, k, v, causal, scale)
     if backend == "auto":
-        return attend(q, k, v, causal, pick_backend("auto", q.device), scale)
+        chosen = pick_backend("auto", q.device)
+        if chosen == "triton" and not _triton_shapes_ok(q, k, v):
+            chosen = "sdpa"  # the kernel's head widths are 16/32/64/128 with equal q/k/v widths
+        return attend(q, k, v, causal, chosen, scale)
     raise ValueError(f"unknown attention backend {backend!r}")

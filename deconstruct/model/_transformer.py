@@ -8,6 +8,9 @@ ask for its queries/keys from another stream by setting ``qk_source``:
 - ``static``      the token embeddings E of the current input (no context);
 - ``random``      a frozen random sequence ε passed through the model's own blocks up to this layer;
 - ``fixed_text``  the embeddings of one fixed real token sequence, passed through the blocks likewise.
+
+There is one random stream per model: ε ~ N(0, σ²) with σ the largest ``random_std`` among its layers, drawn
+from a fixed generator (seed 1234) so the attention map is the same for every input and every run.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 ``build_report(names, storage, by=, baseline=)`` reads the ``dc_`` tables (and Optuna's, for importances)
 and returns a :class:`Report`; ``render(report, fmt)`` turns it into ``table`` (rich renderables),
 ``csv``, ``json``, ``markdown`` or ``html`` (one self-contained file with inline SVG plots).
+
+Attention diagnostics (per layer: entropy, sink, local_0, head diversity, mean over seeds and heads) appear in
+every format but CSV: the CSV stays one row per configuration (or per effect with ``--by``), and indicators per
+layer would make its columns depend on the model's depth; the JSON carries them all, per layer and per head.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from deconstruct.report._analysis import (
     STANDARD_VALUES,
     AxisEffects,
     Configuration,
+    Diagnostics,
     Effect,
     Importances,
+    LayerDiagnostics,
     Report,
     StudyReport,
     analyse,
@@ -67,9 +73,11 @@ __all__ = [
     "STANDARD_VALUES",
     "AxisEffects",
     "Configuration",
+    "Diagnostics",
     "Effect",
     "Importances",
     "Interval",
+    "LayerDiagnostics",
     "Report",
     "Run",
     "StudyData",

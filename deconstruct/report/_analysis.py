@@ -9,6 +9,10 @@ The study runner trains a configuration once per seed and lets later trials of t
 those runs, so a search point is mapped to its configuration (through ``dc_trial``, or the runs' own
 ``search_params``) and takes that configuration's runs. Seeds are replicates: statistics use one completed
 run per (configuration, seed) — the earliest — and the status columns count every run.
+
+Attention diagnostics (``dc_diagnostic``, Xue et al. 2025's indicators, see ``deconstruct.train._diagnostics``)
+are averaged over the same runs: per layer, the mean over seeds and heads of each per-head indicator, and the
+mean over seeds of the per-layer ``head_diversity``.
 """
 
 from __future__ import annotations
@@ -30,9 +34,40 @@ MIN_IMPORTANCE_TRIALS = 4
 #: an axis not declared as a list in the spec counts as categorical up to this many distinct values
 MAX_CATEGORICAL_VALUES = 12
 STATUSES = ("completed", "pruned", "failed", "running")
+#: mixers that mix nothing across positions (MECHANISMS.md: the token-wise MLP), so they have no attention map
+TOKEN_WISE = ("mlp",)
+NO_MAP = "no attention map (token-wise mixer)"
+NO_RUN = "no completed run"
+NOT_RECORDED = "no diagnostics recorded for its runs"
 
 
 # ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LayerDiagnostics:
+    """The attention indicators of one layer of one configuration, over its seeds."""
+
+    layer: int  # 1-based
+    mixer: str | None  # the layer's mixer in the resolved configuration
+    n: int  # seeds (runs) with indicators for this layer
+    heads: int
+    mean: dict[str, float]  # indicator -> mean over seeds and heads (head_diversity: over seeds)
+    per_head: dict[str, list[float | None]]  # per-head indicator -> mean over seeds of each head
+
+
+@dataclass
+class Diagnostics:
+    """A configuration's attention diagnostics: the layers that have them, and why the others have none."""
+
+    layers: list[LayerDiagnostics]
+    missing: list[tuple[int, str | None, str]]  # (layer, mixer, reason) of configured layers without any
+    reason: str | None  # why the configuration has none at all (None when ``layers``)
+    n_runs: int  # runs that contributed
+
+    @property
+    def heads(self) -> int:
+        return max((d.heads for d in self.layers), default=0)
 
 
 @dataclass
@@ -57,6 +92,7 @@ class Configuration:
     curve: list[tuple[int, float, int]]  # (step, mean over seeds, number of seeds)
     rank: int | None = None
     pareto: bool = False
+    diagnostics: Diagnostics | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -144,6 +180,10 @@ class StudyReport:
     @property
     def objective(self) -> str:
         return self.objectives[0]
+
+    @property
+    def has_diagnostics(self) -> bool:
+        return any(c.diagnostics is not None and c.diagnostics.layers for c in self.configurations)
 
     @property
     def direction(self) -> str:
@@ -246,6 +286,64 @@ def _curve(runs: list[Any], curves: dict[int, list[tuple[int, float]]]) -> list[
     return [(s, math.fsum(v) / len(v), len(v)) for s, v in sorted(by_step.items())]
 
 
+def _layer_mixers(config: dict[str, Any]) -> dict[int, tuple[str | None, str | None]]:
+    """Layer index -> (mixer, base mixer) from a resolved configuration's ``layers``."""
+    out: dict[int, tuple[str | None, str | None]] = {}
+    for layer in (config or {}).get("layers") or []:
+        if isinstance(layer, dict) and isinstance(layer.get("index"), int):
+            out[layer["index"]] = (layer.get("mixer"), layer.get("base") or layer.get("mixer"))
+    return out
+
+
+def diagnostics_of(config: dict[str, Any], used: list[Any],
+                   rows: dict[int, list[tuple[int, int, str, float]]]) -> Diagnostics:
+    """Average the indicators of ``used`` (one completed run per seed) per layer: each per-head indicator over
+    every (seed, head) value and per head over seeds; per-layer ones (head −1) over seeds."""
+    acc: dict[int, dict[str, dict[int, list[float]]]] = {}  # layer -> name -> head -> values over seeds
+    runs_of: dict[int, set[int]] = {}
+    contributed: set[int] = set()
+    for r in used:
+        for layer, head, name, value in rows.get(r.id, []):
+            if not _finite(value):
+                continue
+            acc.setdefault(layer, {}).setdefault(name, {}).setdefault(head, []).append(value)
+            runs_of.setdefault(layer, set()).add(r.id)
+            contributed.add(r.id)
+    mixers = _layer_mixers(config)
+    layers = []
+    for layer in sorted(acc):
+        mean: dict[str, float] = {}
+        per_head: dict[str, list[float | None]] = {}
+        heads = 0
+        for name, by_head in acc[layer].items():
+            head_ids = sorted(h for h in by_head if h >= 0)
+            if head_ids:
+                flat = [v for h in head_ids for v in by_head[h]]
+                mean[name] = math.fsum(flat) / len(flat)
+                per_head[name] = [math.fsum(by_head[h]) / len(by_head[h]) if h in by_head else None
+                                  for h in range(head_ids[-1] + 1)]
+                heads = max(heads, head_ids[-1] + 1)
+            else:
+                mean[name] = math.fsum(by_head[-1]) / len(by_head[-1])
+        mean = {**{k: mean[k] for k in per_head}, **{k: v for k, v in mean.items() if k not in per_head}}
+        layers.append(LayerDiagnostics(layer, mixers.get(layer, (None, None))[0], len(runs_of[layer]), heads,
+                                       mean, per_head))
+
+    def why(base: str | None) -> str:
+        return NO_MAP if base in TOKEN_WISE else NOT_RECORDED
+
+    missing = [(i, mixer, why(base)) for i, (mixer, base) in sorted(mixers.items()) if i not in acc]
+    reason = None
+    if not layers:
+        if not used:
+            reason = NO_RUN
+        elif mixers and all(base in TOKEN_WISE for _, base in mixers.values()):
+            reason = NO_MAP
+        else:
+            reason = NOT_RECORDED
+    return Diagnostics(layers, missing, reason, len(contributed))
+
+
 def _status(states: list[str]) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     for state in states:
@@ -329,6 +427,7 @@ def configurations(study: StudyData, axes: dict[str, list[Any]]) -> list[Configu
             status=_status([r.status for r in runs]),
             failures=sorted(reasons.items(), key=lambda kv: -kv[1]),
             curve=_curve(curve_runs, study.curves),
+            diagnostics=diagnostics_of(runs[0].config, used, study.diagnostics),
         ))
     sign = 1 if direction == "minimize" else -1
     out.sort(key=lambda c: (c.objective.estimate is None, sign * (c.objective.estimate or 0.0), c.label))

@@ -1,20 +1,26 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, no fonts, no network).
 
 Per study: the configuration table, the effect of each axis (chart + table), learning curves (mean over
-seeds, from ``dc_metric``), the Pareto front of multi-objective studies and the parameter importances.
+seeds, from ``dc_metric``), attention diagnostics (an entropy heatmap per configuration, layers × heads, from
+``dc_diagnostic``, and the per-layer table), the Pareto front of multi-objective studies and the parameter
+importances.
 Several studies: a side-by-side table first, then one section per study.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 
-from deconstruct.report._analysis import Report, StudyReport, fmt_value, short_axis
+from deconstruct.report._analysis import Configuration, Report, StudyReport, fmt_value, short_axis
 from deconstruct.report._render import (
     CI_NOTE,
+    DIAG_NOTE,
     comparison_table,
     config_table,
+    diagnostic_notes,
+    diagnostic_table,
     effect_table,
     effect_title,
     fmt_num,
@@ -23,12 +29,14 @@ from deconstruct.report._render import (
     summary_line,
 )
 from deconstruct.report._svg import (
+    HeatRow,
     Point,
     Series,
     Whisker,
     bar_chart,
     color,
     effect_chart,
+    heatmap,
     line_chart,
     scatter_chart,
 )
@@ -50,6 +58,7 @@ tr.best td { background: #eef6ee; }
 figure.plot { margin: 8px 0 14px; padding: 8px; border: 1px solid #e6e6e6; border-radius: 6px; display: inline-block;
               background: #fff; }
 figure.plot svg { display: block; }
+div.heatmaps figure.plot { margin-right: 10px; vertical-align: top; width: min-content; }
 ul.notes li { color: #7a5b00; }
 details { margin: 6px 0; } summary { cursor: pointer; color: #4e79a7; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
@@ -75,6 +84,77 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset
 
 def _figure(svg: str, kind: str, caption: str) -> str:
     return f'<figure class="plot" data-plot="{kind}">{svg}<figcaption>{escape(caption)}</figcaption></figure>'
+
+
+def uniform_entropy(seq_len: int) -> float:
+    """Mean entropy (nats) of causal attention spread evenly over each query's prefix: (1/T) Σ_i log i =
+    log(T!)/T, the most diffuse a causal map can be; the heatmaps' colour scale runs from 0 (one key) to it."""
+    return math.lgamma(seq_len + 1) / seq_len
+
+
+def _seq_len(c: Configuration) -> int | None:
+    t = (c.config or {}).get("task") or {}
+    n = t.get("seq_len") if isinstance(t, dict) else None
+    return n if isinstance(n, int) and n > 1 else None
+
+
+def _entropy_heatmap(c: Configuration, lo: float, hi: float, high_end: str) -> str:
+    """Layers × heads of one configuration, colour = entropy (mean over seeds); layers without a map in grey."""
+    d = c.diagnostics
+    assert d is not None
+    heads = d.heads
+    rows = []
+    for x in d.layers:
+        name = f"layer {x.layer}" + (f" · {x.mixer}" if x.mixer else "")
+        values = list(x.per_head.get("entropy", []))
+        values += [None] * (heads - len(values))
+        tips = [f"{name}, head {h}: entropy {v:.4f} nats (mean over {x.n} seed{'s' if x.n != 1 else ''})"
+                if v is not None else f"{name}, head {h}: no value" for h, v in enumerate(values)]
+        note = f"mean {fmt_num(x.mean.get('entropy'), 3)}"
+        if x.mean.get("head_diversity") is not None:
+            note += f" · div {fmt_num(x.mean['head_diversity'], 3)}"
+        rows.append((x.layer, HeatRow(name, values, note, tips=tips)))
+    for i, mixer, reason in d.missing:
+        name = f"layer {i}" + (f" · {mixer}" if mixer else "")
+        rows.append((i, HeatRow(name, [None] * heads, reason.split(" (")[0], missing=reason)))
+    rows.sort(key=lambda r: r[0])
+    return heatmap([r for _, r in rows], title=c.label, columns=[f"h{h}" for h in range(heads)],
+                   value_label="entropy (nats)", lo=lo, hi=hi, ends=("focused", high_end))
+
+
+def _diagnostics_section(s: StudyReport) -> list[str]:
+    out = ["<h3>Attention diagnostics</h3>"]
+    head, rows = diagnostic_table(s)
+    if rows:
+        mapped = [c for c in s.configurations if c.diagnostics is not None and c.diagnostics.layers]
+        values = [v for c in mapped for x in c.diagnostics.layers  # type: ignore[union-attr]
+                  for v in x.per_head.get("entropy", []) if v is not None]
+        # one absolute scale for the study: 0 (each query on one key) to causal-uniform attention at the
+        # longest sequence length (the maximum), widened if a value lies beyond (a non-causal map)
+        lengths = [n for n in (_seq_len(c) for c in mapped) if n is not None]
+        top = uniform_entropy(max(lengths)) if lengths else None
+        lo = min([0.0] + values)
+        hi = max([top or 0.0] + values)
+        hi = hi if hi > lo else lo + 1.0
+        to_uniform = top is not None and hi == top
+        out.append('<div class="heatmaps">')
+        for c in mapped:
+            n = c.diagnostics.n_runs  # type: ignore[union-attr]
+            out.append(_figure(_entropy_heatmap(c, lo, hi, "uniform" if to_uniform else "diffuse"), "heatmap",
+                               f"{c.label}: entropy per layer and head, mean over {n} seed{'s' if n != 1 else ''}; "
+                               "hover a cell for its value."))
+        out.append("</div>")
+        scale = (f"from 0 (each query attends to one key) to {fmt_num(hi, 3)} nats, the entropy of attention "
+                 f"spread evenly over the causal prefix at sequence length {max(lengths)}" if to_uniform
+                 else f"from {fmt_num(lo, 3)} to {fmt_num(hi, 3)} nats (the largest value)")
+        out.append(f'<p class="note">Entropy per layer and head. The heatmaps share one colour scale, {escape(scale)}; '
+                   "grey: a layer without an attention map. Right of each row: the layer's mean entropy and head "
+                   "diversity.</p>")
+        out.append(_table(head, rows, numeric={1} | set(range(3, len(head)))))
+        out.append(f'<p class="note">{escape(DIAG_NOTE)}</p>')
+    for n in diagnostic_notes(s):
+        out.append(f'<p class="note">{escape(n)}</p>')
+    return out
 
 
 def _study_section(s: StudyReport, index: int, several: bool) -> str:
@@ -119,6 +199,8 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
                                           "configuration (completed runs; dashed: a configuration none of whose runs completed)."))
     else:
         out.append('<p class="note">No learning curves were recorded for this study.</p>')
+
+    out += _diagnostics_section(s)
 
     # Pareto front
     if s.pareto is not None:

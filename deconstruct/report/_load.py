@@ -1,9 +1,9 @@
 """Reading a study out of the store into plain data. Nothing here trains; nothing writes data.
 
 A report never needs the spec file, the model or Optuna objects in memory: every number comes from the run
-rows (``dc_run``), their curves (``dc_metric``) and the trial rows (``dc_trial``: which searched values each
-trial had and which configuration they resolved to — a trial whose configuration was already trained has no
-runs of its own). Reading goes through :class:`deconstruct.store.Store`; where that API is not available,
+rows (``dc_run``), their curves (``dc_metric``), their attention indicators (``dc_diagnostic``) and the
+trial rows (``dc_trial``: which searched values each trial had and which configuration they resolved to — a
+trial whose configuration was already trained has no runs of its own). Reading goes through :class:`deconstruct.store.Store`; where that API is not available,
 the ``dc_`` tables are read directly through the ORM classes of ``deconstruct.store._schema``. Optuna's own
 tables are read only for what only Optuna computes (parameter importances, in ``_analysis``).
 """
@@ -82,6 +82,8 @@ class StudyData:
     trials: list[Any] = field(default_factory=list)  # Trial / TrialInfo, by number ([] for stores without dc_trial)
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)  # run id -> [(step, value)]
     curve_metric: str = "val_loss"
+    #: run id -> [(layer, head, name, value)] from dc_diagnostic (head -1: a per-layer value)
+    diagnostics: dict[int, list[tuple[int, int, str, float]]] = field(default_factory=dict)
     storage: str = DEFAULT_STORAGE
     deconstruct_version: str = ""
     torch_version: str = ""
@@ -127,10 +129,12 @@ def load_studies(names: list[str], url: str) -> tuple[list[StudyData], Any]:
     out = []
     for info in infos:
         metric, curves = _pick_curves(store.curves(info.name), (info.objectives or ["val_loss"])[0])
+        read_diagnostics = getattr(store, "diagnostics", None)  # a store from before dc_diagnostic: none
         out.append(StudyData(
             name=info.name, spec=info.spec or {}, objectives=list(info.objectives or ["val_loss"]),
             directions=list(info.directions or ["minimize"]), runs=store.runs(info.name),
-            trials=store.trials(info.name), curves=curves, curve_metric=metric, storage=url,
+            trials=store.trials(info.name), curves=curves, curve_metric=metric,
+            diagnostics=read_diagnostics(info.name) if read_diagnostics is not None else {}, storage=url,
             deconstruct_version=info.deconstruct_version or "", torch_version=info.torch_version or "",
         ))
     return out, store.engine
@@ -141,7 +145,7 @@ def _load_with_orm(names: list[str], url: str) -> tuple[list[StudyData], Any]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.orm import Session
 
-    from deconstruct.store._schema import MetricRow, RunRow, StudyRow
+    from deconstruct.store._schema import DiagnosticRow, MetricRow, RunRow, StudyRow
 
     try:
         parsed = make_url(url)
@@ -152,6 +156,7 @@ def _load_with_orm(names: list[str], url: str) -> tuple[list[StudyData], Any]:
         raise StudyNotFound(f"no database at {db} (storage {display_url(url)}); run `deconstruct study run` first")
     engine = create_engine(url)
     known = []
+    has_diagnostics = inspect(engine).has_table(DiagnosticRow.__tablename__)
     if inspect(engine).has_table(StudyRow.__tablename__):
         with Session(engine) as s:
             known = list(s.scalars(select(StudyRow.name).order_by(StudyRow.name)))
@@ -177,12 +182,19 @@ def _load_with_orm(names: list[str], url: str) -> tuple[list[StudyData], Any]:
                      .where(RunRow.study_id == row.id).order_by(MetricRow.run_id, MetricRow.name, MetricRow.step))
             for run_id, metric_name, step, value in s.execute(query):
                 curves.setdefault(run_id, {}).setdefault(metric_name, []).append((int(step), float(value)))
+            diagnostics: dict[int, list[tuple[int, int, str, float]]] = {}
+            if has_diagnostics:
+                query = (select(DiagnosticRow.run_id, DiagnosticRow.layer, DiagnosticRow.head, DiagnosticRow.name,
+                                DiagnosticRow.value).join(RunRow).where(RunRow.study_id == row.id)
+                         .order_by(DiagnosticRow.run_id, DiagnosticRow.layer, DiagnosticRow.head))
+                for run_id, layer, head, diag_name, value in s.execute(query):
+                    diagnostics.setdefault(int(run_id), []).append((int(layer), int(head), diag_name, float(value)))
             objectives = list(row.objectives or ["val_loss"])
             metric, picked = _pick_curves(curves, objectives[0])
             out.append(StudyData(
                 name=row.name, spec=row.spec_json or {}, objectives=objectives,
                 directions=list(row.directions or ["minimize"] * len(objectives)), runs=runs, trials=[],
-                curves=picked, curve_metric=metric, storage=url,
+                curves=picked, curve_metric=metric, diagnostics=diagnostics, storage=url,
                 deconstruct_version=row.deconstruct_version or "", torch_version=row.torch_version or "",
             ))
     return out, engine

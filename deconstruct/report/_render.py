@@ -2,6 +2,11 @@
 
 All formats draw on the same rows (:func:`config_rows`, :func:`effect_rows`), so a number in the table is the
 number in the CSV and the JSON. Machine formats carry full precision; tables round for reading.
+
+Attention diagnostics (:func:`diagnostic_table`: one row per configuration × layer) are in the table, Markdown,
+HTML and JSON formats, not in the CSV: a CSV is one table of configurations (or effects), and per-layer
+indicators would give it a number of columns that depends on the model's depth. The JSON has every indicator
+per layer (``mean``) and per head (``per_head``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from deconstruct.report._analysis import (
     AxisEffects,
     Configuration,
+    Diagnostics,
     Effect,
     Report,
     StudyReport,
@@ -195,6 +201,18 @@ def comparison_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+def diagnostic_data(d: Diagnostics | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {
+        "n_runs": d.n_runs,
+        "layers": [{"layer": x.layer, "mixer": x.mixer, "n": x.n, "heads": x.heads, "mean": x.mean,
+                    "per_head": x.per_head} for x in d.layers],
+        "missing": [{"layer": i, "mixer": m, "reason": r} for i, m, r in d.missing],
+        "reason": d.reason,
+    }
+
+
 # ------------------------------------------------------------------------------------------ JSON / CSV
 
 
@@ -223,6 +241,7 @@ def to_data(report: Report) -> dict[str, Any]:
             row.pop("failure_reasons")
             row["status"] = {k: row.pop(k) for k in ("completed", "pruned", "failed", "running")}
             row["curve"] = {"metric": s.curve_metric, "points": [[st, v, n] for st, v, n in c.curve]}
+            row["diagnostics"] = diagnostic_data(c.diagnostics)
             row["config"] = c.config
             configs.append(row)
         effects = [{k: v for k, v in r.items() if k != "study"} for r in effect_rows(s)]
@@ -244,6 +263,7 @@ def to_data(report: Report) -> dict[str, Any]:
                 "evaluator": imp.evaluator, "n_trials": imp.n_trials, "values": imp.values, "note": imp.note},
             "pareto": None if s.pareto is None else {
                 "objectives": s.objectives, "front": [c.config_hash for c in s.pareto]},
+            "diagnostics": {"recorded": s.has_diagnostics, "aggregation": DIAG_NOTE, "notes": diagnostic_notes(s)},
             "notes": s.notes,
             "versions": {"deconstruct": s.deconstruct_version, "torch": s.torch_version},
         })
@@ -266,7 +286,8 @@ def to_json(report: Report) -> str:
 
 
 def to_csv(report: Report) -> str:
-    """Configurations (one row each, a ``study`` column first); with ``--by``, the effect rows instead."""
+    """Configurations (one row each, a ``study`` column first); with ``--by``, the effect rows instead.
+    Attention diagnostics are not in the CSV (see the module docstring): use ``--format json``."""
     rows = [r for s in report.studies for r in (effect_rows(s) if report.by else config_rows(s))]
     if not rows:
         return ""
@@ -339,6 +360,45 @@ def pareto_table(s: StudyReport) -> tuple[list[str], list[list[str]]] | None:
     return head, rows
 
 
+#: (indicator, column heading) of the diagnostics table; the JSON has every indicator
+DIAG_COLUMNS = (("entropy", "entropy (nats)"), ("sink", "sink"), ("local_0", "local_0"),
+                ("head_diversity", "head diversity"))
+DIAG_NOTE = ("Attention indicators of each layer on a few validation sequences after training, mean over seeds "
+             "and heads (Xue et al. 2025): entropy of a query's attention row (nats; low = focused), sink = "
+             "weight on position 1, local_0 = weight on the query's own position, head diversity = std across "
+             "heads of the map (one value per layer, mean over seeds).")
+
+
+def diagnostic_table(s: StudyReport) -> tuple[list[str], list[list[str]]]:
+    """One row per configuration × layer with indicators, configurations in rank order."""
+    head = ["configuration", "layer", "mixer", "n"] + [h for _, h in DIAG_COLUMNS]
+    rows = []
+    for c in s.configurations:
+        for x in c.diagnostics.layers if c.diagnostics is not None else []:
+            rows.append([c.label, str(x.layer), x.mixer or "—", str(x.n)]
+                        + [fmt_num(x.mean.get(name)) for name, _ in DIAG_COLUMNS])
+    return head, rows
+
+
+def diagnostic_notes(s: StudyReport) -> list[str]:
+    """Why configurations (or layers) have no diagnostics: one line per reason; one line in all when the study
+    has none at all."""
+    by_reason: dict[str, list[str]] = {}
+    for c in s.configurations:  # whole configurations first, then single layers
+        if c.diagnostics is not None and c.diagnostics.reason is not None:
+            by_reason.setdefault(c.diagnostics.reason, []).append(c.label)
+    for c in s.configurations:
+        if c.diagnostics is not None and c.diagnostics.layers:
+            for i, mixer, reason in c.diagnostics.missing:
+                by_reason.setdefault(reason, []).append(f"layer {i}{f' ({mixer})' if mixer else ''} of {c.label}")
+    if not s.has_diagnostics:
+        if not s.configurations:
+            return ["Attention diagnostics: none, this study has no runs yet."]
+        why = " — ".join(f"{reason}: {'; '.join(names)}" for reason, names in by_reason.items())
+        return [f"Attention diagnostics: none in this study ({why})."]
+    return [f"Not shown, {reason}: {'; '.join(names)}." for reason, names in by_reason.items()]
+
+
 def comparison_table(report: Report) -> tuple[list[str], list[list[str]]]:
     head = ["configuration"] + [f"{s.name}: {s.objective} ({CI_LABEL}), n" for s in report.studies]
     rows = []
@@ -407,6 +467,13 @@ def to_markdown(report: Report) -> str:
         for ae in s.effects:
             out.append(f"{level} {effect_title(s, ae)}\n")
             out.append(md_table(*effect_table(s, ae)) + "\n")
+        out.append(f"{level} Attention diagnostics\n")
+        head, rows = diagnostic_table(s)
+        if rows:
+            out.append(md_table(head, rows) + "\n")
+            out.append(f"_{DIAG_NOTE}_\n")
+        for n in diagnostic_notes(s):
+            out.append(n + "\n")
         out.append(f"{level} Parameter importances\n")
         imp = s.importances
         table = importance_table(s)
@@ -447,6 +514,16 @@ def rich_renderables(report: Report) -> list[Any]:
         out.append(Text(CI_NOTE, style="dim"))
         for ae in s.effects:
             out.append(table(effect_title(s, ae), *effect_table(s, ae), numeric={1, 2, 3}))
+        head, rows = diagnostic_table(s)
+        if rows:
+            t = table("Attention diagnostics (mean over seeds and heads)", head, [], numeric={1} | set(range(3, len(head))))
+            for i, r in enumerate(rows):
+                last = i + 1 == len(rows) or rows[i + 1][0] != r[0]
+                t.add_row(*([r[0] if i == 0 or rows[i - 1][0] != r[0] else ""] + r[1:]), end_section=last)
+            out.append(t)
+            out.append(Text(DIAG_NOTE, style="dim"))
+        for n in diagnostic_notes(s):
+            out.append(Text(n, style="dim"))
         imp = s.importances
         t = importance_table(s)
         if t:

@@ -1,7 +1,8 @@
 """Tiny SVG charts for the HTML report: no plotting library, no script, no network.
 
-Four chart kinds, each a function returning one ``<svg>`` element as text: line charts (learning curves),
-dot-and-whisker effect charts, scatter charts (Pareto fronts) and horizontal bar charts (importances).
+Five chart kinds, each a function returning one ``<svg>`` element as text: line charts (learning curves),
+dot-and-whisker effect charts, scatter charts (Pareto fronts), horizontal bar charts (importances) and
+heatmaps (attention entropy per layer and head).
 Values are mapped to pixels by a linear (or log10) scale with "nice" tick steps (1, 2, 5 × 10^k).
 Hovering a mark shows its exact value (an SVG ``<title>``, native in every browser).
 """
@@ -16,12 +17,26 @@ from html import escape
 #: Tableau 10: distinguishable, colour-blind friendly enough, fine on white
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac")
+#: viridis at five stops (dark = low, yellow = high): perceptually uniform, readable in grey and by most
+#: colour-blind readers; :func:`ramp` interpolates between them
+SEQUENTIAL = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+EMPTY = "#ececec"  # a heatmap cell without a value
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
 CHAR_W = 6.4  # rough width of one 11px character, for layout
 
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def ramp(t: float, stops: Sequence[str] = SEQUENTIAL) -> str:
+    """The colour at ``t`` in [0, 1] (clipped) on a piecewise-linear ramp through ``stops``."""
+    t = min(1.0, max(0.0, t)) if math.isfinite(t) else 0.0
+    x = t * (len(stops) - 1)
+    i = min(int(x), len(stops) - 2)
+    f = x - i
+    a, b = (tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in (stops[i], stops[i + 1]))
+    return "#" + "".join(f"{round(p + (q - p) * f):02x}" for p, q in zip(a, b, strict=True))
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
@@ -265,3 +280,69 @@ def bar_chart(items: Sequence[tuple[str, float]], *, title: str, xlabel: str, wi
                     f'fill="{color(i)}"><title>{escape(k)}: {v:.3f}</title></rect>')
         body.append(_text(sx(v) + 6, y + 13, f"{v:.3f}", fill="#555"))
     return _svg(width, height, title, body)
+
+
+@dataclass
+class HeatRow:
+    label: str
+    values: list[float | None]  # one per column; None: no value (drawn grey)
+    note: str = ""  # text right of the row
+    missing: str = "no value"  # hover text of the cells without a value
+    tips: list[str] | None = None  # hover text per cell (default: "label, column: value")
+
+
+def heatmap(rows: Sequence[HeatRow], *, title: str, columns: Sequence[str], value_label: str,
+            lo: float | None = None, hi: float | None = None, ends: tuple[str, str] = ("", ""),
+            cell: int = 30) -> str:
+    """A grid of coloured cells (rows × columns) with a colour legend below; ``lo``/``hi`` fix the colour scale
+    (to share it between several heatmaps), else the values' own range; ``ends`` name the legend's two ends."""
+    vals = [v for r in rows for v in r.values if v is not None and math.isfinite(v)]
+    if not rows or not columns:
+        return _svg(240, 60, title, [_text(10, 30, "no values to plot")])
+    lo = min(vals) if lo is None and vals else (lo if lo is not None else 0.0)
+    hi = max(vals) if hi is None and vals else (hi if hi is not None else 1.0)
+    label_w = max([CHAR_W * len(r.label) for r in rows] + [CHAR_W * len(ends[0])]) + 14
+    note_w = max([CHAR_W * len(r.note) for r in rows] + [0]) + 12
+    left, top = 8 + label_w, 22
+    grid_w = cell * len(columns)
+    legend_w = max(150.0, float(grid_w))
+    width = max(left + grid_w + note_w, left + legend_w + CHAR_W * len(ends[1]) + 16,
+                left + CHAR_W * len(value_label) + 12, 220)
+    body: list[str] = []
+    for j, col in enumerate(columns):
+        body.append(_text(left + cell * (j + 0.5), top - 7, col, "middle", 10, "#555"))
+
+    def shade(v: float) -> str:
+        return ramp(0.5 if hi == lo else (v - lo) / (hi - lo))  # type: ignore[operator]
+
+    for i, r in enumerate(rows):
+        y = top + cell * i
+        body.append(_text(left - 8, y + cell / 2 + 4, r.label, "end"))
+        for j in range(len(columns)):
+            v = r.values[j] if j < len(r.values) else None
+            tip = (r.tips[j] if r.tips is not None and j < len(r.tips) else
+                   f"{r.label}, {columns[j]}: " + (f"{value_label} {v:.4f}" if v is not None else r.missing))
+            fill = EMPTY if v is None or not math.isfinite(v) else shade(v)
+            body.append(f'<rect x="{left + cell * j:.1f}" y="{y:.1f}" width="{cell}" height="{cell}" fill="{fill}" '
+                        f'stroke="#fff" stroke-width="1.5"><title>{escape(tip)}</title></rect>')
+        if r.note:
+            body.append(_text(left + grid_w + 8, y + cell / 2 + 4, r.note, fill="#555"))
+    # legend: the colour ramp in 40 steps, round ticks below it
+    ly = top + cell * len(rows) + 16
+    body.append(_text(left, ly, value_label, size=11, fill="#222"))
+    steps, bar_y = 40, ly + 6
+    sx = Scale(lo, hi, left, left + legend_w) if hi > lo else Scale(lo - 1, hi + 1, left, left + legend_w)
+    for k in range(steps):
+        x = left + legend_w * k / steps
+        body.append(f'<rect x="{x:.1f}" y="{bar_y:.1f}" width="{legend_w / steps + 0.6:.1f}" height="10" '
+                    f'fill="{ramp(k / (steps - 1))}"/>')
+    if ends[0]:
+        body.append(_text(left - 8, bar_y + 9, ends[0], "end", 10, "#555"))
+    if ends[1]:
+        body.append(_text(left + legend_w + 8, bar_y + 9, ends[1], size=10, fill="#555"))
+    ticks = [t for t in nice_ticks(lo, hi, 4) if lo <= t <= hi] if hi > lo else [lo]
+    for t in ticks:
+        px = sx(t)
+        body.append(f'<line x1="{px:.1f}" y1="{bar_y + 10:.1f}" x2="{px:.1f}" y2="{bar_y + 14:.1f}" stroke="#888"/>')
+        body.append(_text(px, bar_y + 25, fmt_tick(t, ticks) if len(ticks) > 1 else f"{t:.4g}", "middle", 10, "#555"))
+    return _svg(width, bar_y + 32, title, body)

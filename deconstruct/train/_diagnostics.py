@@ -1,7 +1,7 @@
 """Attention indicators logged by Xue et al. 2025 (MECHANISMS.md §1), per layer and head.
 
-For every mixer that can show its attention map (a method ``attention_map(x, qk) -> (B, H, T, T)``, rows
-summing to 1 over the keys a query may see), on one validation batch:
+For every mixer that can show its mixing matrix (a method ``attention_weights(x, qk) -> (B, H, T, T)``; for
+softmax-like forms the rows sum to 1), on a few validation sequences:
 
 - ``entropy``        −Σ_j a_ij log a_ij, mean over queries and batch (nats)
 - ``concentration``  ‖A‖_F of the (T, T) map, mean over batch
@@ -9,7 +9,8 @@ summing to 1 over the keys a query may see), on one validation batch:
 - ``local_N``        mean of the N-th sub-diagonal a_{i, i−N}, N = 0 … 3 (local focus)
 - ``head_diversity`` (head = −1) mean over positions of the std across heads of the map
 
-Mixers without ``attention_map`` (MLP, linear-time forms whose map is never materialised) are skipped.
+Mixers without ``attention_weights`` (the token-wise MLP, which mixes nothing) are skipped. Linear-time forms
+(approximate, non_approximate) expose the equivalent O(T²) matrix for this purpose only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def collect_diagnostics(model: torch.nn.Module, x: torch.Tensor) -> list[Diagnos
     captured: dict[int, tuple] = {}
     handles = []
     for i, block in enumerate(model.blocks):
-        if hasattr(block.mixer, "attention_map"):
+        if hasattr(block.mixer, "attention_weights"):
             def hook(mod, args, i=i):  # args = (x_normed, qk_normed)
                 captured[i] = args
             handles.append(block.mixer.register_forward_pre_hook(hook))
@@ -56,7 +57,7 @@ def collect_diagnostics(model: torch.nn.Module, x: torch.Tensor) -> list[Diagnos
         model.train(was_training)
     rows: list[Diagnostic] = []
     for i, args in sorted(captured.items()):
-        A = model.blocks[i].mixer.attention_map(*args)  # (B, H, T, T)
+        A = model.blocks[i].mixer.attention_weights(*args)  # (B, H, T, T)
         for name, value in attention_indicators(A).items():
             if value.dim() == 0:
                 rows.append((i + 1, -1, name, float(value)))

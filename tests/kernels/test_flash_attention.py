@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from deconstruct.kernels import attention_reference, benchmark_attention, flash_attention, triton_available
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"

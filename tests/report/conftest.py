@@ -10,7 +10,10 @@ the store exactly as the study runner records them (deconstruct.study), with mat
 ``tiny-pareto`` — the grid again with two objectives (val_loss, params), same trained results.
 ``tiny-unpaired`` — as a TPE sampler might leave it: attention × uniform and mlp × hybrid completed, mlp ×
   uniform pruned at its second evaluation; no two points differ in mixer.kind only, so no pair exists.
-``tiny-one`` — one configuration, one seed, no search, no Optuna study.
+``tiny-one`` — one configuration, one seed, no search, no Optuna study; recorded without attention
+  diagnostics, as by a runner from before ``dc_diagnostic``.
+Every other completed run gets its attention indicators (``TrainResult.diagnostics``) through
+``Store.add_diagnostics``, as the runner writes them: attention layers have them, ``mlp`` layers none.
 """
 
 from __future__ import annotations
@@ -75,12 +78,15 @@ class Recorder:
         self.store.start_trial(self.info.id, number, search_params=point, retry_of=retry_of)
         self.store.update_trial(self.info.id, number, config_hash=resolved.config_hash())
 
-    def run(self, number, seed, point, resolved, result=None, status="completed", error=None, curve=(), wall=None):
+    def run(self, number, seed, point, resolved, result=None, status="completed", error=None, curve=(), wall=None,
+            diagnostics=True):
         run_id = self.store.add_run(self.info.id, number, seed, config_hash=resolved.config_hash(),
                                     config=resolved.config(), search_params=point)
         self.store.add_metrics(run_id, result.history if result is not None else curve)
         data = None
         if result is not None:
+            if diagnostics:
+                self.store.add_diagnostics(run_id, result.diagnostics)
             data = result.to_dict()
             data["metrics"] = {**result.metrics, "train_seconds": result.seconds}
         self.store.finish_run(run_id, status, error=error, result=data,
@@ -170,7 +176,7 @@ def build_tiny_studies(db) -> dict:
     one_spec["train"]["seeds"] = [0]
     one = Recorder(store, one_spec)
     one.trial(0, {}, resolved[au])
-    one.run(0, 0, {}, resolved[au], R[au + (0,)])
+    one.run(0, 0, {}, resolved[au], R[au + (0,)], diagnostics=False)
     one.complete(0, [R[au + (0,)]])
     store.close()
 

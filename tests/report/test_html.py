@@ -7,6 +7,7 @@ import json
 import re
 import struct
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -90,9 +91,34 @@ def test_html_is_one_self_contained_file(html_report):
     for needle in ("http://", "https://", "<script", "<link", "src=", "@import", "url("):
         assert needle not in html, f"{needle!r} in the report: it must open without network or extra files"
     kinds = re.findall(r'<figure class="plot" data-plot="(\w+)">', html)
-    # per study: 2 effect plots (one per axis), learning curves, importances; the Pareto plot for tiny-pareto
-    assert sorted(kinds) == sorted(["effect"] * 4 + ["curves"] * 2 + ["importances"] * 2 + ["pareto"])
+    # per study: 2 effect plots (one per axis), learning curves, importances, an entropy heatmap for each of
+    # the 2 configurations with an attention map; the Pareto plot for tiny-pareto
+    assert sorted(kinds) == sorted(["effect"] * 4 + ["curves"] * 2 + ["importances"] * 2 + ["heatmap"] * 4
+                                   + ["pareto"])
     assert "mixer.kind=attention, layout=uniform|hybrid" in html and "Side by side" in html
+
+
+def test_html_heatmaps_show_each_heads_entropy_on_hover(html_report, tiny_study):
+    html = html_report.read_text()
+    data = json.loads(CliRunner().invoke(build_app(), ["report", "tiny-ablation", "--storage", tiny_study["url"],
+                                                       "--format", "json"]).stdout)
+    section = html.split("<h3>Attention diagnostics</h3>", 1)[1].split("<h3>", 1)[0]  # the first study's
+    figures = re.findall(r'<figure class="plot" data-plot="heatmap">(.*?)</figure>', section, re.S)
+    mapped = [c for c in data["studies"][0]["configurations"] if c["diagnostics"]["layers"]]
+    assert len(figures) == len(mapped) == 2
+    for fig, c in zip(figures, mapped, strict=True):
+        assert escape(c["configuration"]) in fig
+        for x in c["diagnostics"]["layers"]:
+            for h, v in enumerate(x["per_head"]["entropy"]):
+                assert f"layer {x['layer']} · attention, head {h}: entropy {v:.4f} nats (mean over 2 seeds)" in fig
+        cells = re.findall(r'<rect [^>]*width="30" height="30" fill="(#[0-9a-f]{6})"', fig)
+        assert len(cells) == 2 * 2  # 2 layers × 2 heads, every configured layer drawn
+        assert "focused" in fig and "uniform" in fig and "entropy (nats)" in fig  # the legend
+    # the hybrid layout's first layer is the token-wise mixer: grey cells that say so
+    assert "layer 1 · mlp, h0: no attention map (token-wise mixer)" in figures[0]
+    assert figures[0].count('fill="#ececec"') == 2
+    # the per-layer table follows, with the note naming the configuration without a map
+    assert "<th>head diversity</th>" in section and "no attention map (token-wise mixer): mixer.kind=mlp, layout=uniform" in section
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian package `chromium`)")
@@ -104,10 +130,12 @@ def test_html_renders_its_plots_in_headless_chromium(html_report, tmp_path):
     info = pre_json(run.stdout, "probe")
     assert info["errors"] == [], info["errors"]
     assert console_lines(run.stderr) == []
-    assert len(info["plots"]) == 9
+    assert len(info["plots"]) == 13
     for plot in info["plots"]:
         assert plot["w"] > 100 and plot["h"] > 60 and plot["svg_w"] > 100 and plot["svg_h"] > 40, plot
         assert plot["marks"] > 0, plot
+    heatmaps = [p for p in info["plots"] if p["kind"] == "heatmap"]
+    assert len(heatmaps) == 4 and all(p["marks"] >= 2 * 2 + 40 for p in heatmaps)  # cells + the legend ramp
     curves = [p for p in info["plots"] if p["kind"] == "curves"]
     assert all(p["marks"] >= 3 * (1 + 3) for p in curves)  # 3 configurations: a line and 3 points each
     height = info["height"] + 16  # the screenshot holds the whole page

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from deconstruct.cli import build_app
 from deconstruct.report import t_quantile
-from deconstruct.store._schema import RunRow, StudyRow
+from deconstruct.store._schema import DiagnosticRow, RunRow, StudyRow
 
 runner = CliRunner()
 KIND, LAYOUT = "model.mixer.kind", "model.layout"
@@ -138,6 +138,98 @@ def test_csv_and_json_carry_the_same_numbers(tiny_study):
             assert int(row[key]) == c[key]
         assert row[KIND] == c[KIND] and row[LAYOUT] == c[LAYOUT]
         assert int(row["failed"]) == c["status"]["failed"]
+
+
+def expected_diagnostics(url: str, study: str) -> dict[str, dict]:
+    """Straight from dc_diagnostic: per configuration, the rows of its earliest completed run of each seed;
+    per (layer, indicator) the mean over every (seed, head) value, and per head the mean over seeds."""
+    engine = create_engine(url)
+    with Session(engine) as s:
+        sid = s.scalars(select(StudyRow.id).where(StudyRow.name == study)).one()
+        used: dict[str, dict[int, int]] = {}  # config_hash -> seed -> run id
+        for r in s.scalars(select(RunRow).where(RunRow.study_id == sid, RunRow.status == "completed")
+                           .order_by(RunRow.trial_number, RunRow.id)):
+            used.setdefault(r.config_hash, {}).setdefault(r.seed, r.id)
+        out: dict[str, dict] = {}
+        for h, by_seed in used.items():
+            layers: dict[int, dict[str, dict[int, list[float]]]] = {}
+            for d in s.scalars(select(DiagnosticRow).where(DiagnosticRow.run_id.in_(list(by_seed.values())))):
+                layers.setdefault(d.layer, {}).setdefault(d.name, {}).setdefault(d.head, []).append(d.value)
+            out[h] = {
+                layer: {name: {"mean": statistics.fmean(v for vs in heads.values() for v in vs),
+                               "per_head": [statistics.fmean(heads[i]) for i in sorted(heads)],
+                               "n": len(next(iter(heads.values())))}
+                        for name, heads in names.items()}
+                for layer, names in layers.items()
+            }
+    engine.dispose()
+    return out
+
+
+def test_attention_diagnostics_equal_a_recomputation_from_the_diagnostic_rows(tiny_study):
+    data = report_json(tiny_study, "tiny-ablation")
+    (study,) = data["studies"]
+    expected = expected_diagnostics(tiny_study["url"], "tiny-ablation")
+    by_label = {c["configuration"]: c for c in study["configurations"]}
+    for c in study["configurations"]:
+        d, e = c["diagnostics"], expected[c["config_hash"]]
+        assert [x["layer"] for x in d["layers"]] == sorted(e)
+        for x in d["layers"]:
+            assert set(x["mean"]) == set(e[x["layer"]]) >= {"entropy", "sink", "local_0", "head_diversity"}
+            for name, want in e[x["layer"]].items():
+                assert x["mean"][name] == pytest.approx(want["mean"], rel=1e-12), (c["configuration"], name)
+                if name != "head_diversity":
+                    assert x["per_head"][name] == pytest.approx(want["per_head"], rel=1e-12)
+            assert x["n"] == 2 and x["heads"] == 2 and x["mixer"] == "attention"
+            assert "head_diversity" not in x["per_head"]  # one value per layer (head -1)
+    # and the rows are the trained results themselves: entropy of layer 1, head 0, mean over the two seeds
+    r = tiny_study["results"]
+    attention = by_label["mixer.kind=attention, layout=uniform|hybrid"]["diagnostics"]
+    per_seed = [v for s in (0, 1) for layer, head, name, v in r["attention", "uniform", s].diagnostics
+                if (layer, head, name) == (1, 0, "entropy")]
+    assert attention["layers"][0]["per_head"]["entropy"][0] == pytest.approx(statistics.fmean(per_seed), rel=1e-12)
+    # the token-wise mixer has no attention map: a whole configuration, and layer 1 of the hybrid layout
+    mu = by_label["mixer.kind=mlp, layout=uniform"]["diagnostics"]
+    assert mu["layers"] == [] and mu["reason"] == "no attention map (token-wise mixer)" and mu["n_runs"] == 0
+    mh = by_label["mixer.kind=mlp, layout=hybrid"]["diagnostics"]
+    assert [x["layer"] for x in mh["layers"]] == [2] and mh["reason"] is None
+    assert mh["missing"] == [{"layer": 1, "mixer": "mlp", "reason": "no attention map (token-wise mixer)"}]
+    assert study["diagnostics"]["recorded"] is True
+    note = ("Not shown, no attention map (token-wise mixer): mixer.kind=mlp, layout=uniform; "
+            "layer 1 (mlp) of mixer.kind=mlp, layout=hybrid.")
+    assert study["diagnostics"]["notes"] == [note]
+
+    # markdown and the terminal table: one row per configuration × layer, rounded, in rank order
+    md = report(tiny_study, "tiny-ablation", "--format", "markdown").stdout
+    section = md.split("## Attention diagnostics\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| mixer")]
+    want = [(c["configuration"], x) for c in study["configurations"] for x in c["diagnostics"]["layers"]]
+    assert len(rows) == len(want) == 3
+    for line, (label, x) in zip(rows, want, strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        assert cells[0] == label.replace("|", "\\|") and cells[1:4] == [str(x["layer"]), "attention", "2"]
+        assert cells[4:7] == [f"{x['mean'][k]:.4f}" for k in ("entropy", "sink", "local_0")]
+        assert float(cells[7]) == pytest.approx(x["mean"]["head_diversity"], rel=1e-3)
+    assert note in section and "mean over seeds and heads" in section
+    table = report(tiny_study, "tiny-ablation").stdout
+    assert "Attention diagnostics" in table and note in table
+    for _, x in want:
+        assert f"{x['mean']['sink']:.4f}" in table and f"{x['mean']['local_0']:.4f}" in table
+    # not in the CSV (one row per configuration; see deconstruct.report._render)
+    header = report(tiny_study, "tiny-ablation", "--format", "csv").stdout.splitlines()[0]
+    assert "entropy" not in header and "diagnostic" not in header
+
+
+def test_a_study_without_diagnostics_gets_a_one_line_note(tiny_study):
+    data = report_json(tiny_study, "tiny-one")["studies"][0]
+    (c,) = data["configurations"]
+    assert c["diagnostics"]["layers"] == [] and c["diagnostics"]["reason"] == "no diagnostics recorded for its runs"
+    line = f"Attention diagnostics: none in this study (no diagnostics recorded for its runs: {c['configuration']})."
+    assert data["diagnostics"] == {"recorded": False, "aggregation": data["diagnostics"]["aggregation"],
+                                   "notes": [line]}
+    for fmt in ("markdown", "table"):
+        out = report(tiny_study, "tiny-one", "--format", fmt).stdout
+        assert out.count(line) == 1 and "entropy (nats)" not in out, fmt
 
 
 def _paired(diffs):
@@ -298,7 +390,8 @@ def test_without_the_store_api_the_tables_are_read_directly(tiny_study, monkeypa
     monkeypatch.delattr(deconstruct.store, "Store")  # `from deconstruct.store import Store` now fails
     direct = report_json(tiny_study, "tiny-ablation")["studies"][0]
     assert direct["trials"] is None  # no trial rows read: search points come from the runs alone
-    keys = ("config_hash", "mean", "ci_low", "ci_high", "n", "seeds", "values", "params", "status", "curve")
+    keys = ("config_hash", "mean", "ci_low", "ci_high", "n", "seeds", "values", "params", "status", "curve",
+            "diagnostics")
     assert [{k: c[k] for k in keys} for c in direct["configurations"]] == \
         [{k: c[k] for k in keys} for c in via_store["configurations"]]
     assert report(tiny_study, "nope", ok=False).exit_code == 2

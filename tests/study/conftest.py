@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +39,6 @@ def spec() -> dict[str, Any]:
 @pytest.fixture
 def storage(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_storage(request, tmp_path: Path):
-    """A SQLite file, and a fresh PostgreSQL database when ``DECONSTRUCT_TEST_POSTGRES`` names a server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'studies.db'}"
-        return
-    server = os.environ.get("DECONSTRUCT_TEST_POSTGRES")
-    if not server:
-        pytest.skip("set DECONSTRUCT_TEST_POSTGRES to a PostgreSQL server URL to run this on PostgreSQL")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"dc_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

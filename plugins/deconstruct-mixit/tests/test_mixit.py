@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 
-import deconstruct_mixit
 import pytest
 import torch
 import typer
-from deconstruct_mixit._mixit import MixiT, mixing_map
 from typer.testing import CliRunner
 
+import deconstruct_mixit
 from deconstruct.spec import MixerContext
 from deconstruct.testing import MixerConformance, check_light_import
+from deconstruct_mixit._mixit import MixiT, mixing_map
 
 
 class TestMixiT(MixerConformance):
