@@ -7,7 +7,8 @@ Both sides train a pre-norm GPT (learned positions, LayerNorm without bias, fuse
 GELU MLP, tied head) with AdamW (decay on matrices only), warm-up + cosine, gradient clipping, on random
 windows of the stdlib byte corpus. Tokens/s counts training steps only (evaluation excluded) on both sides.
 Rounds alternate (deconstruct, hand, deconstruct, …) so drift on a shared machine hits both. Prints a
-table and the ratio deconstruct / hand-written (the bar: ≥ 0.95).
+table and the ratio deconstruct / hand-written (the bar: ≥ 0.95), of the best rounds (noise only slows a
+round down) and as the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -127,16 +128,17 @@ def main() -> None:
         ours.append(deconstruct_run(args))
         hand.append(hand_loop(train_data, args))
         print(f"round {r + 1}: deconstruct {ours[-1]:,.0f} tok/s   hand-written {hand[-1]:,.0f} tok/s", flush=True)
-    o, h = statistics.median(ours), statistics.median(hand)
+    ratios = [o / h for o, h in zip(ours, hand, strict=True)]
     print()
     print(f"model: d_model={args.d_model} layers={args.layers} heads={args.heads} seq_len={args.seq_len} "
           f"batch={args.batch_size} steps={args.steps} threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"| loop          | tokens/s (median of {args.rounds}) |")
-    print("|---------------|------------------------|")
-    print(f"| deconstruct   | {o:>22,.0f} |")
-    print(f"| hand-written  | {h:>22,.0f} |")
-    print(f"ratio deconstruct / hand-written = {o / h:.3f}  (bar: >= 0.95)")
-
+    print(f"| loop          | best tokens/s | median tokens/s  (of {args.rounds} rounds) |")
+    print("|---------------|---------------|-----------------|")
+    print(f"| deconstruct   | {max(ours):>13,.0f} | {statistics.median(ours):>15,.0f} |")
+    print(f"| hand-written  | {max(hand):>13,.0f} | {statistics.median(hand):>15,.0f} |")
+    # noise on a shared machine only ever slows a round down, so the best rounds are the fairest comparison
+    print(f"ratio deconstruct / hand-written: best {max(ours) / max(hand):.3f}, "
+          f"median of per-round ratios {statistics.median(ratios):.3f}  (bar: >= 0.95)")
 
 if __name__ == "__main__":
     main()

@@ -102,23 +102,27 @@ class Attention(nn.Module):
         qk_rows = self.q_rows + self.k_rows
         if self.qk_frozen is not None:
             qk_part = self.qk_frozen(src)
+            q_part, k_part = qk_part[..., : self.q_rows], qk_part[..., self.q_rows :]
             v_part = self.qkv(x) if self.qkv is not None else None
-        elif qk is None:  # one fused matmul (the standard path)
-            fused = self.qkv(x)
-            qk_part, v_part = fused.split([qk_rows, self.v_rows], dim=-1) if self.v_rows else (fused, None)
+        elif qk is None:  # one fused matmul (the standard path), split three ways: one cat in backward
+            parts = iter(self.qkv(x).split([r for r in (self.q_rows, self.k_rows, self.v_rows) if r], dim=-1))
+            q_part = next(parts)
+            k_part = next(parts) if self.k_rows else None
+            v_part = next(parts) if self.v_rows else None
         else:  # queries/keys from another stream: the same weight, applied to two inputs
             W, b = self.qkv.weight, self.qkv.bias
             qk_part = F.linear(src, W[:qk_rows], None if b is None else b[:qk_rows])
+            q_part, k_part = qk_part[..., : self.q_rows], qk_part[..., self.q_rows :]
             v_part = F.linear(x, W[qk_rows:], None if b is None else b[qk_rows:]) if self.v_rows else None
 
         Bs = src.shape[0]
-        q = qk_part[..., : self.q_rows].view(Bs, T, self.H, self.Dqk).transpose(1, 2)  # (B_s, H, T, Dqk)
+        q = q_part.view(Bs, T, self.H, self.Dqk).transpose(1, 2)  # (B_s, H, T, Dqk)
         if self.qk_mode == "collapsed":
             k = src.unsqueeze(1)  # (B_s, 1, T, d): the key is the source itself
         elif self.qk_mode == "symmetric":
             k = q
         else:
-            k = qk_part[..., self.q_rows :].view(Bs, T, self.Hkv, self.Dqk).transpose(1, 2)  # (B_s, H_kv, T, Dqk)
+            k = k_part.view(Bs, T, self.Hkv, self.Dqk).transpose(1, 2)  # (B_s, H_kv, T, Dqk)
 
         if self.vo_mode == "separate":
             v = v_part.view(B, T, self.Hkv, self.D).transpose(1, 2)  # (B, H_kv, T, D)
