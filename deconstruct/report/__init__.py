@@ -27,7 +27,7 @@ from deconstruct.report._analysis import (
     build_report,
     fmt_value,
 )
-from deconstruct.report._load import DEFAULT_STORAGE, Run, StudyData, StudyNotFound, Trial, load_studies
+from deconstruct.report._load import DEFAULT_STORAGE, StudyData, StudyNotFound, load_studies
 from deconstruct.report._stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -79,11 +79,9 @@ __all__ = [
     "Interval",
     "LayerDiagnostics",
     "Report",
-    "Run",
     "StudyData",
     "StudyNotFound",
     "StudyReport",
-    "Trial",
     "analyse",
     "build_report",
     "fmt_value",

@@ -495,7 +495,7 @@ def rich_renderables(report: Report) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    def table(title: str, head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> Table:  # type: ignore[assignment]
+    def table(title: str, head: list[str], rows: list[list[str]], numeric: set[int] | frozenset[int] = frozenset()) -> Table:
         t = Table(title=title, title_justify="left", title_style="bold")
         for i, h in enumerate(head):
             t.add_column(h, justify="right" if i in numeric else "left", overflow="fold", no_wrap=i in numeric)
@@ -525,10 +525,10 @@ def rich_renderables(report: Report) -> list[Any]:
         for n in diagnostic_notes(s):
             out.append(Text(n, style="dim"))
         imp = s.importances
-        t = importance_table(s)
-        if t:
-            out.append(table(f"Parameter importances — {imp.evaluator}", *t, numeric={1}))  # type: ignore[union-attr]
-            out.append(Text(imp.note, style="dim"))  # type: ignore[union-attr]
+        imp_rows = importance_table(s)
+        if imp is not None and imp_rows:  # importance_table returns rows only when imp is set
+            out.append(table(f"Parameter importances — {imp.evaluator}", *imp_rows, numeric={1}))
+            out.append(Text(imp.note, style="dim"))
         elif imp is not None:
             out.append(Text(f"Parameter importances: {imp.note}.", style="dim"))
         pt = pareto_table(s)

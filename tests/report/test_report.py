@@ -382,16 +382,3 @@ def test_storage_from_the_environment_and_out_file(tiny_study, tmp_path):
     assert res.exit_code == 0, res.stderr
     assert out.read_text().startswith("# deconstruct report: tiny-one") and res.stdout == ""
 
-
-def test_without_the_store_api_the_tables_are_read_directly(tiny_study, monkeypatch):
-    import deconstruct.store
-
-    via_store = report_json(tiny_study, "tiny-ablation")["studies"][0]
-    monkeypatch.delattr(deconstruct.store, "Store")  # `from deconstruct.store import Store` now fails
-    direct = report_json(tiny_study, "tiny-ablation")["studies"][0]
-    assert direct["trials"] is None  # no trial rows read: search points come from the runs alone
-    keys = ("config_hash", "mean", "ci_low", "ci_high", "n", "seeds", "values", "params", "status", "curve",
-            "diagnostics")
-    assert [{k: c[k] for k in keys} for c in direct["configurations"]] == \
-        [{k: c[k] for k in keys} for c in via_store["configurations"]]
-    assert report(tiny_study, "nope", ok=False).exit_code == 2
