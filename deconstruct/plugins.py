@@ -40,6 +40,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.mlp_mixer",
     "deconstruct.builtin.presets",
     "deconstruct.builtin.channel_mixers",
+    "deconstruct.builtin.differential",
+    "deconstruct.builtin.moh",
+    "deconstruct.builtin.window",
     "deconstruct.builtin.tasks",
 )
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -13,12 +14,12 @@ from deconstruct.spec import load_spec
 from deconstruct.train import train
 
 STUDIES = sorted((Path(__file__).resolve().parent.parent / "studies").glob("*.yaml"))
-SHRINK = ["model.d_model=16", "model.layers=2", "model.heads=2", "task.seq_len=16", "task.max_bytes=200000",
+SHRINK = ["model.d_model=16", "model.layers=2", "task.seq_len=16", "task.max_bytes=200000",
           "train.steps=2", "train.batch_size=2", "train.eval_batches=1", "train.eval_every=2"]
 
 
 def test_there_are_example_specs():
-    assert {p.stem for p in STUDIES} >= {"quickstart", "principles"}
+    assert {p.stem for p in STUDIES} >= {"quickstart", "principles", "heads"}
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -32,6 +33,6 @@ def test_every_configuration_of_the_search_space_trains(path):
     search = load_spec(path).spec.search
     assert all(isinstance(v, list) for v in search.values()), "example studies search categorical axes"
     for values in itertools.product(*search.values()):
-        sets = [f"{k}={v}" for k, v in zip(search, values, strict=True)]
+        sets = [f"{k}={json.dumps(v)}" for k, v in zip(search, values, strict=True)]  # JSON is YAML
         res = train(load_spec(path, SHRINK + sets), seed=0, with_diagnostics=False)
         assert math.isfinite(res.val_loss), sets

@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from deconstruct._errors import DeconstructError
+
+if TYPE_CHECKING:  # typer vendors click; its group's invoke takes typer's copy of click.Context
+    from typer._click.core import Context as ClickContext
 
 #: command modules; each defines ``register(app)``
 COMMAND_MODULES = ("spec", "train", "variants", "plugins", "bench", "report", "study")
@@ -36,14 +38,14 @@ def debug() -> bool:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line on stderr and exit with ``code``."""
-    click.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
 class ErrorHandlingGroup(TyperGroup):
     """Turns DeconstructError (and Ctrl-C) into one clear line and an exit code, for every sub-command."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except DeconstructError as exc:
@@ -53,7 +55,7 @@ class ErrorHandlingGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug():
                 raise
-            click.echo("interrupted", err=True)
+            typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
 
@@ -61,7 +63,7 @@ def _warn_plugin_problems() -> None:
     from deconstruct.plugins import get_registry
 
     for line in get_registry().problems():
-        click.echo(f"warning: {line}", err=True)
+        typer.echo(f"warning: {line}", err=True)
 
 
 def build_app() -> typer.Typer:
@@ -92,7 +94,7 @@ def build_app() -> typer.Typer:
         if _entry_points():
             add_plugin_commands(app)
     except DeconstructError as exc:
-        click.echo(f"warning: {exc}", err=True)
+        typer.echo(f"warning: {exc}", err=True)
     return app
 
 

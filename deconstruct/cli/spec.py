@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -17,11 +18,12 @@ def describe_spec(path: Path, overrides: list[str]) -> dict:
 
     from deconstruct.model import build_model
     from deconstruct.spec import load_spec
+    from deconstruct.tasks import TaskOptions
 
     resolved = load_spec(path, overrides)
     with torch.device("meta"):  # no memory, no initialisation cost: we only count
         model = build_model(resolved)
-    seq_len = int(resolved.task_options.seq_len)
+    seq_len = int(cast(TaskOptions, resolved.task_options).seq_len)
     return {
         "name": resolved.name,
         "task": {"name": resolved.spec.task.name, **resolved.task_options.model_dump(mode="json")},

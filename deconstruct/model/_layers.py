@@ -28,6 +28,9 @@ def make_norm(kind: str, dim: int, bias: bool) -> nn.Module:
 class Rotary(nn.Module):
     """Rotary position embedding (Su et al. 2021) applied to (B, H, T, D) queries or keys."""
 
+    cos: torch.Tensor  # (T_max, D/2) buffers, registered in __init__
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, max_seq_len: int, base: float = 10000.0):
         super().__init__()
         inv = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (D/2,)

@@ -16,13 +16,14 @@ from a fixed generator (seed 1234) so the attention map is the same for every in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from deconstruct.model._layers import make_norm
 from deconstruct.spec import LayerPlan, MixerContext, ResolvedSpec
+from deconstruct.tasks import TaskOptions
 
 FIXED_STREAMS = ("random", "fixed_text")
 
@@ -45,12 +46,16 @@ class Block(nn.Module):
         # x: (B, T, d); qk: (B or 1, T, d) alternative source of queries/keys, or None
         x = x + self.mixer(self.norm1(x), None if qk is None else self.norm1(qk))
         if self.channel is not None:
+            assert self.norm2 is not None  # built together with the channel mixer
             x = x + self.channel(self.norm2(x))
         return x
 
 
 class Transformer(nn.Module):
     """Token embedding → L blocks → final norm → vocabulary logits."""
+
+    fixed_random: torch.Tensor  # buffers registered in __init__ when a layer uses that stream
+    fixed_tokens: torch.Tensor
 
     def __init__(self, resolved: ResolvedSpec, vocab_size: int, registry: Any = None, fixed_tokens: torch.Tensor | None = None):
         super().__init__()
@@ -72,18 +77,22 @@ class Transformer(nn.Module):
             self.head.weight = self.wte.weight
 
         # Fixed query/key streams (random_qk, fixed_text_qk): frozen inputs, recomputed every forward.
-        sources = {b.qk_source for b in self.blocks}
+        sources = {b.qk_source for b in self.block_list()}
         self.streams = tuple(s for s in FIXED_STREAMS if s in sources)
         if "random" in sources:
             g = torch.Generator().manual_seed(1234)
-            std = max((getattr(b.mixer, "random_std", 1.0) for b in self.blocks if b.qk_source == "random"), default=1.0)
+            std = max((getattr(b.mixer, "random_std", 1.0) for b in self.block_list() if b.qk_source == "random"), default=1.0)
             self.register_buffer("fixed_random", torch.randn(self.max_seq_len, m.d_model, generator=g) * std)
         if "fixed_text" in sources:
             tokens = fixed_tokens if fixed_tokens is not None else torch.zeros(self.max_seq_len, dtype=torch.long)
             self.register_buffer("fixed_tokens", tokens[: self.max_seq_len].long().clone())
-        self.detach_streams = any(getattr(b.mixer, "detach_stream", False) for b in self.blocks)
+        self.detach_streams = any(getattr(b.mixer, "detach_stream", False) for b in self.block_list())
 
         self._init_weights(m.init_std, m.layers)
+
+    def block_list(self) -> list[Block]:
+        """The blocks, typed as such (iterating an nn.ModuleList yields plain nn.Modules to a type checker)."""
+        return [cast(Block, b) for b in self.blocks]
 
     # -- initialisation -------------------------------------------------------------------------------------
     def _init_weights(self, std: float, n_layers: int) -> None:
@@ -96,7 +105,7 @@ class Transformer(nn.Module):
                     nn.init.zeros_(mod.bias)
             elif isinstance(mod, nn.Embedding):
                 nn.init.normal_(mod.weight, 0.0, std)
-        for block in self.blocks:  # a mixer with special parameters (λ, frozen maps) re-initialises them
+        for block in self.block_list():  # a mixer with special parameters (λ, frozen maps) re-initialises them
             for mod in (block.mixer, block.channel):
                 if mod is not None and hasattr(mod, "init_weights"):
                     mod.init_weights()
@@ -123,7 +132,7 @@ class Transformer(nn.Module):
         """idx (B, T) → logits (B, T, V). ``skip``: 0-based layers to leave out (the paper's "skip")."""
         E, x = self.embed(idx)
         streams = self._stream_inputs(idx.shape[1]) if self.streams else {}
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.block_list()):
             if i in skip:
                 continue
             src = block.qk_source
@@ -141,7 +150,7 @@ class Transformer(nn.Module):
     # -- accounting -------------------------------------------------------------------------------------------
     def aux_loss(self) -> torch.Tensor | None:
         """Sum of auxiliary losses (e.g. MoH load balance) that mixers stored during the last forward."""
-        losses = [b.mixer.aux_loss for b in self.blocks if getattr(b.mixer, "aux_loss", None) is not None]
+        losses = [b.mixer.aux_loss for b in self.block_list() if getattr(b.mixer, "aux_loss", None) is not None]
         return torch.stack(losses).sum() if losses else None
 
     def num_params(self, trainable_only: bool = False) -> int:
@@ -156,7 +165,7 @@ class Transformer(nn.Module):
         """
         T = seq_len or self.max_seq_len
         total = 2 * self.d_model * self.vocab_size
-        for b in self.blocks:
+        for b in self.block_list():
             for mod in (b.mixer, b.channel):
                 if mod is None:
                     continue
@@ -168,5 +177,5 @@ class Transformer(nn.Module):
 def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, registry: Any = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
     """Build the Transformer a resolved spec describes (on the CPU, in fp32)."""
     if vocab_size is None:
-        vocab_size = int(resolved.task_options.vocab_size)
+        vocab_size = int(cast(TaskOptions, resolved.task_options).vocab_size)
     return Transformer(resolved, vocab_size, registry=registry, fixed_tokens=fixed_tokens)

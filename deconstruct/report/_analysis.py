@@ -102,6 +102,10 @@ class Configuration:
         return [v for v in (r.value(name) for r in self.used) if v is not None]
 
 
+#: below this many paired differences (or runs a side, unpaired) the bootstrap interval is not trusted
+MIN_CONFIDENT_N = 5
+
+
 @dataclass
 class Effect:
     """Mean difference ``value − baseline`` of the objective along one axis."""
@@ -138,7 +142,11 @@ class Effect:
         if iv.low <= 0 <= iv.high:  # type: ignore[operator]
             return "unclear (CI spans 0)"
         lower_is_better = self.direction == "minimize"
-        return "better" if (iv.high < 0) == lower_is_better else "worse"  # type: ignore[operator]
+        word = "better" if (iv.high < 0) == lower_is_better else "worse"  # type: ignore[operator]
+        n = self.n_pairs if self.paired else min(self.n_runs, self.n_baseline_runs)
+        if n < MIN_CONFIDENT_N:  # a bootstrap over 2–4 differences is only their spread, not a 95% interval
+            return f"{word}? (only {n} {'pairs' if self.paired else 'runs'}; bootstrap CI unreliable below {MIN_CONFIDENT_N})"
+        return word
 
 
 @dataclass

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from deconstruct.tasks import TaskOptions
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class ResolvedSpec:
             heads=m.heads,
             layer_index=index - 1,
             n_layers=m.layers,
-            max_seq_len=int(self.task_options.seq_len),
+            max_seq_len=int(cast("TaskOptions", self.task_options).seq_len),
             causal=bool(getattr(self.task_options, "causal", True)),
             positions=m.positions,
             backend=m.backend,

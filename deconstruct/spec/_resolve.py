@@ -173,7 +173,7 @@ def resolve(spec: Spec, *, where: _Where | None = None, registry: Any = None, so
     if isinstance(m.layout, list):
         if len(m.layout) != n:
             raise where.error(f"an explicit layout needs one mixer per layer: {len(m.layout)} given, model.layers is {n}", ("model", "layout"))
-        chosen = [(m.layout[i], ("model", "layout", i)) for i in range(n)]
+        chosen: list[tuple[MixerSpec, Path_]] = [(m.layout[i], ("model", "layout", i)) for i in range(n)]
         std: set[int] = set()
     else:
         if m.layout not in PRESETS:
@@ -256,6 +256,7 @@ def load_spec(
     registry: Any = None,
 ) -> ResolvedSpec:
     """Read, override, validate and resolve a spec. Raises :class:`SpecError` with file, path and line."""
+    lines: Lines
     if isinstance(source, dict):
         import copy
 

@@ -52,44 +52,44 @@ class TaskSpec(BaseModel):
 
 
 class ModelSpec(_Section):
-    d_model: int = Field(128, ge=8, description="residual stream width d")
-    layers: int = Field(4, ge=1, le=512, description="number of blocks")
-    heads: int = Field(4, ge=1, description="attention heads h (head width d/h)")
+    d_model: int = Field(default=128, ge=8, description="residual stream width d")
+    layers: int = Field(default=4, ge=1, le=512, description="number of blocks")
+    heads: int = Field(default=4, ge=1, description="attention heads h (head width d/h)")
     mixer: MixerSpec = Field(default_factory=MixerSpec, description="token mixer of every layer (the relaxed one in hybrid layouts)")
     standard: MixerSpec = Field(default_factory=MixerSpec, description="what 'standard attention' means for layouts and `standard_layers`")
     channel_mixer: MixerSpec = Field(default_factory=lambda: MixerSpec(kind="mlp"), description="mlp | glu | none | plugin")
-    mlp_ratio: float = Field(4.0, gt=0, description="hidden width of the channel mixer as a multiple of d")
-    layout: str | list[MixerSpec] = Field("uniform", description="uniform, a preset (hybrid, odd, top, …) or one mixer per layer")
-    standard_layers: list[int] | None = Field(None, description="1-indexed layers that keep standard attention (overrides layout)")
+    mlp_ratio: float = Field(default=4.0, gt=0, description="hidden width of the channel mixer as a multiple of d")
+    layout: str | list[MixerSpec] = Field(default="uniform", description="uniform, a preset (hybrid, odd, top, …) or one mixer per layer")
+    standard_layers: list[int] | None = Field(default=None, description="1-indexed layers that keep standard attention (overrides layout)")
     overrides: dict[int, MixerSpec] = Field(default_factory=dict, description="1-indexed layer -> mixer, applied last")
     positions: Literal["learned", "rope", "none"] = "learned"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     tie_embeddings: bool = True
-    bias: bool = Field(False, description="biases in linear layers and norms")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    init_std: float = Field(0.02, gt=0)
+    bias: bool = Field(default=False, description="biases in linear layers and norms")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    init_std: float = Field(default=0.02, gt=0)
     backend: Literal["auto", "eager", "sdpa", "triton", "compile"] = Field(
-        "auto", description="attention kernel: auto picks sdpa on CPU, triton on CUDA when installed"
+        default="auto", description="attention kernel: auto picks sdpa on CPU, triton on CUDA when installed"
     )
 
 
 class TrainSpec(_Section):
-    steps: int = Field(200, ge=1, description="optimizer steps (the budget unless tokens/seconds is set)")
-    tokens: int | None = Field(None, ge=1, description="budget in training tokens; sets steps = tokens / (batch·seq_len)")
-    seconds: float | None = Field(None, gt=0, description="wall-clock cap; training stops early when reached")
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr·min_lr_ratio")
-    warmup_steps: int | None = Field(None, ge=0, description="linear warm-up; default 10% of steps")
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0, description="max global gradient norm; 0 disables")
-    eval_every: int = Field(50, ge=1, description="steps between validation evaluations (pruning points)")
-    eval_batches: int = Field(8, ge=1, description="validation batches per evaluation (fixed across runs)")
+    steps: int = Field(default=200, ge=1, description="optimizer steps (the budget unless tokens/seconds is set)")
+    tokens: int | None = Field(default=None, ge=1, description="budget in training tokens; sets steps = tokens / (batch·seq_len)")
+    seconds: float | None = Field(default=None, gt=0, description="wall-clock cap; training stops early when reached")
+    batch_size: int = Field(default=16, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="cosine decays to lr·min_lr_ratio")
+    warmup_steps: int | None = Field(default=None, ge=0, description="linear warm-up; default 10% of steps")
+    weight_decay: float = Field(default=0.1, ge=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.95, ge=0, lt=1)
+    grad_clip: float = Field(default=1.0, ge=0, description="max global gradient norm; 0 disables")
+    eval_every: int = Field(default=50, ge=1, description="steps between validation evaluations (pruning points)")
+    eval_batches: int = Field(default=8, ge=1, description="validation batches per evaluation (fixed across runs)")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="replicates")
-    device: str = Field("auto", description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    device: str = Field(default="auto", description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
 
 
 class RangeSpec(_Section):
@@ -110,8 +110,8 @@ class StudySpec(_Section):
     pruner: Literal["median", "hyperband", "none"] = "none"
     objective: str | list[str] = "val_loss"
     direction: str | list[str] = "minimize"
-    n_trials: int | None = Field(None, ge=1, description="default: the grid size for grid/bruteforce, else 20")
-    timeout: float | None = Field(None, gt=0)
+    n_trials: int | None = Field(default=None, ge=1, description="default: the grid size for grid/bruteforce, else 20")
+    timeout: float | None = Field(default=None, gt=0)
 
     @property
     def objectives(self) -> list[str]:

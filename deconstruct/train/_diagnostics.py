@@ -15,7 +15,12 @@ Mixers without ``attention_weights`` (the token-wise MLP, which mixes nothing) a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from deconstruct.model import Transformer
 
 Diagnostic = tuple[int, int, str, float]  # (layer 1-based, head or -1, name, value)
 
@@ -38,11 +43,12 @@ def attention_indicators(A: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def collect_diagnostics(model: torch.nn.Module, x: torch.Tensor) -> list[Diagnostic]:
+def collect_diagnostics(model: Transformer, x: torch.Tensor) -> list[Diagnostic]:
     """Run ``model`` on ``x`` (B, T), capture each block's mixer input, and compute the indicators."""
     captured: dict[int, tuple] = {}
     handles = []
-    for i, block in enumerate(model.blocks):
+    blocks = model.block_list()
+    for i, block in enumerate(blocks):
         if hasattr(block.mixer, "attention_weights"):
             def hook(mod, args, i=i):  # args = (x_normed, qk_normed)
                 captured[i] = args
@@ -57,7 +63,7 @@ def collect_diagnostics(model: torch.nn.Module, x: torch.Tensor) -> list[Diagnos
         model.train(was_training)
     rows: list[Diagnostic] = []
     for i, args in sorted(captured.items()):
-        A = model.blocks[i].mixer.attention_weights(*args)  # (B, H, T, T)
+        A = blocks[i].mixer.attention_weights(*args)  # (B, H, T, T)
         for name, value in attention_indicators(A).items():
             if value.dim() == 0:
                 rows.append((i + 1, -1, name, float(value)))

@@ -11,7 +11,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from deconstruct._errors import RunError
 from deconstruct.model import build_model
 from deconstruct.spec import ResolvedSpec
+from deconstruct.tasks import TaskOptions
 from deconstruct.train._diagnostics import collect_diagnostics
 
 DIAGNOSTIC_SEQUENCES = 4  # attention indicators are measured on this many validation sequences
@@ -134,7 +135,7 @@ def evaluate(
 def total_steps(resolved: ResolvedSpec) -> int:
     t = resolved.spec.train
     if t.tokens is not None:
-        return max(1, t.tokens // (t.batch_size * int(resolved.task_options.seq_len)))
+        return max(1, t.tokens // (t.batch_size * int(cast(TaskOptions, resolved.task_options).seq_len)))
     return t.steps
 
 

@@ -71,3 +71,19 @@ def test_unpaired_bootstrap_resamples_each_side():
     lo, hi = np.percentile(np.asarray(a)[ia].mean(1) - np.asarray(b)[ib].mean(1), [2.5, 97.5])
     assert (iv.estimate, iv.low, iv.high) == (pytest.approx(np.mean(a) - np.mean(b)), lo, hi)
     assert not unpaired_bootstrap_ci([1.0], b).has_interval
+
+
+def test_effect_verdict_needs_enough_pairs():
+    from deconstruct.report._analysis import MIN_CONFIDENT_N, Effect
+    from deconstruct.report._stats import Interval
+
+    def effect(low, high, n_pairs, direction="minimize"):
+        return Effect(axis="a", value="x", baseline="b", interval=Interval(0.5 * (low + high), low, high, n_pairs, "paired bootstrap"),
+                      paired=True, n_pairs=n_pairs, n_configs=1, n_baseline_configs=1, n_runs=n_pairs, n_baseline_runs=n_pairs,
+                      baseline_mean=1.0, direction=direction)
+
+    assert effect(0.1, 0.2, MIN_CONFIDENT_N).verdict == "worse"
+    assert effect(-0.2, -0.1, MIN_CONFIDENT_N).verdict == "better"
+    assert effect(-0.2, -0.1, MIN_CONFIDENT_N, "maximize").verdict == "worse"
+    assert effect(-0.1, 0.1, 2).verdict == "unclear (CI spans 0)"
+    assert effect(0.1, 0.2, 2).verdict.startswith("worse? (only 2 pairs")
