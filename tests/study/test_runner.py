@@ -41,6 +41,10 @@ def test_grid_with_two_seeds_stores_every_run_and_rerun_adds_nothing(spec, any_s
         assert r.params > 0 and r.flops_per_token > 0 and r.tokens == 4 * 4 * 16 and r.steps == 4
         assert r.tokens_per_second > 0 and r.wall_seconds >= r.metrics["train_seconds"] > 0
         assert "bits_per_byte" in r.metrics and r.device == "cpu" and r.trial_state == "completed"
+        if r.search_params["model.mixer.kind"] == "attention":  # no relaxed layer to skip
+            assert r.metrics["skip_val_loss"] == r.val_loss
+        else:  # every layer relaxed: skipping leaves embeddings → head
+            assert r.metrics["skip_val_loss"] != r.val_loss
         assert r.versions["torch"] and r.versions["optuna"] == optuna.__version__
         assert {p["name"] for p in r.plugins} >= {"deconstruct.builtin.tasks"}
         assert all(p["version"] for p in r.plugins)
