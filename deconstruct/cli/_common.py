@@ -14,6 +14,7 @@ stderr = Console(stderr=True)  # progress, warnings, errors
 
 SET_HELP = "Override a spec key: --set PATH=VALUE (VALUE parsed as YAML), e.g. --set model.layers=2. Repeatable."
 SetOption = typer.Option([], "--set", "-s", help=SET_HELP, metavar="PATH=VALUE")
+DeviceOption = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device).")
 
 
 class TableFormat(str, Enum):

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from deconstruct.cli._common import SetOption, TableFormat, print_json, stderr, stdout
+from deconstruct.cli._common import DeviceOption, SetOption, TableFormat, print_json, stderr, stdout
 
 study_app = typer.Typer(help="Run, inspect and delete studies (Optuna searches over a spec).", no_args_is_help=True)
 
@@ -199,7 +199,7 @@ def run(
     timeout: float = TimeoutOption,
     set_: list[str] = SetOption,
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes on this machine, this one included."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device)."),
+    device: str = DeviceOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Run SPEC's study, or continue it: trials and runs are stored; an interrupted study resumes.
@@ -223,7 +223,7 @@ def worker(
     storage: str = StorageOption,
     n_trials: int = NTrialsOption,
     timeout: float = TimeoutOption,
-    device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device)."),
+    device: str = DeviceOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Join study NAME as one more worker, using the spec stored with it (run it on other machines).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deconstruct.cli._common import SetOption, TextFormat, human, print_json, stdout
+from deconstruct.cli._common import DeviceOption, SetOption, TextFormat, human, print_json, stdout
 
 
 def train_command(
@@ -16,7 +16,7 @@ def train_command(
     skip_relaxed: bool = typer.Option(
         False, "--skip-relaxed", help="Also report skip_val_loss: validation loss with the relaxed layers removed."
     ),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device)."),
+    device: str = DeviceOption,
     format: TextFormat = typer.Option(TextFormat.text, "--format", "-f", help="text or json"),
 ) -> None:
     """Train SPEC once (no search) and print the result; progress goes to stderr.

@@ -8,7 +8,7 @@ validates in :mod:`deconstruct.spec._resolve`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,38 +17,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class MixerSpec(BaseModel):
+class _Named(BaseModel):
+    """A registered name plus free-form options (validated later by the registered options model).
+    A bare string ``NAME`` means ``{KEY: NAME}``, where KEY is the subclass's name field."""
+
+    model_config = ConfigDict(extra="allow")
+    name_key: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {cls.name_key: data} if isinstance(data, str) else data
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class MixerSpec(_Named):
     """``{kind: NAME, **options}``; a bare string ``NAME`` means ``{kind: NAME}``."""
 
-    model_config = ConfigDict(extra="allow")
-
+    name_key = "kind"
     kind: str = "attention"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        return {"kind": data} if isinstance(data, str) else data
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class TaskSpec(BaseModel):
+class TaskSpec(_Named):
     """``{name: NAME, **options}`` — e.g. ``{name: lm, corpus: stdlib, seq_len: 128}``."""
 
-    model_config = ConfigDict(extra="allow")
-
+    name_key = "name"
     name: str = "lm"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class ModelSpec(_Section):
