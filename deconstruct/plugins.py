@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.differential",
     "deconstruct.builtin.moh",
     "deconstruct.builtin.window",
+    "deconstruct.builtin.biformer",
     "deconstruct.builtin.tasks",
 )
 
