@@ -11,6 +11,11 @@ ask for its queries/keys from another stream by setting ``qk_source``:
 
 There is one random stream per model: ε ~ N(0, σ²) with σ the largest ``random_std`` among its layers, drawn
 from a fixed generator (seed 1234) so the attention map is the same for every input and every run.
+
+A task with non-token inputs (e.g. ``icl_regression``) supplies ``io = (read_in, read_out)`` through its
+options (``TaskOptions.io``): ``read_in`` then takes the place of the token embedding ``wte`` (positions are
+still added) and ``read_out`` that of the vocabulary ``head`` (never tied). The modules simply occupy those
+two slots, so the token path does no extra work.
 """
 
 from __future__ import annotations
@@ -57,7 +62,14 @@ class Transformer(nn.Module):
     fixed_random: torch.Tensor  # buffers registered in __init__ when a layer uses that stream
     fixed_tokens: torch.Tensor
 
-    def __init__(self, resolved: ResolvedSpec, vocab_size: int, registry: Any = None, fixed_tokens: torch.Tensor | None = None):
+    def __init__(
+        self,
+        resolved: ResolvedSpec,
+        vocab_size: int,
+        registry: Any = None,
+        fixed_tokens: torch.Tensor | None = None,
+        io: tuple[nn.Module, nn.Module] | None = None,
+    ):
         super().__init__()
         if registry is None:
             from deconstruct.plugins import get_registry
@@ -67,13 +79,14 @@ class Transformer(nn.Module):
         ctx0 = resolved.context(1)
         self.d_model, self.vocab_size, self.max_seq_len = m.d_model, vocab_size, ctx0.max_seq_len
         self.causal = ctx0.causal
-        self.wte = nn.Embedding(vocab_size, m.d_model)  # token embeddings E
+        # token embeddings E — or the task's read-in of real vectors (B, T, d_in) → (B, T, d)
+        self.wte: nn.Module = nn.Embedding(vocab_size, m.d_model) if io is None else io[0]
         self.wpe = nn.Embedding(self.max_seq_len, m.d_model) if m.positions == "learned" else None
         self.drop = nn.Dropout(m.dropout)
         self.blocks = nn.ModuleList(Block(resolved.context(p), p, registry, m.norm) for p in resolved.layers)
         self.norm_f = make_norm(m.norm, m.d_model, m.bias)
-        self.head = nn.Linear(m.d_model, vocab_size, bias=False)
-        if m.tie_embeddings:
+        self.head: nn.Module = nn.Linear(m.d_model, vocab_size, bias=False) if io is None else io[1]
+        if m.tie_embeddings and io is None:
             self.head.weight = self.wte.weight
 
         # Fixed query/key streams (random_qk, fixed_text_qk): frozen inputs, recomputed every forward.
@@ -112,7 +125,8 @@ class Transformer(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------------------
     def embed(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """idx (B, T) → (E, x): token embeddings and the residual stream entering block 1."""
+        """idx (B, T) → (E, x): token embeddings and the residual stream entering block 1.
+        (With a task read-in, idx is (B, T, d_in) real vectors.)"""
         E = self.wte(idx)  # (B, T, d)
         x = E if self.wpe is None else E + self.wpe.weight[: idx.shape[1]]
         return E, self.drop(x)
@@ -161,10 +175,14 @@ class Transformer(nn.Module):
         """Analytic forward FLOPs per token: 2·(multiply-accumulates of every matmul) + mixing terms.
 
         Each mixer may define ``flops_per_token(seq_len)``; otherwise 2 × its parameters is used (a
-        per-token linear map). Embedding lookups are free; the output head costs 2·d·V.
+        per-token linear map). Embedding lookups are free; the output head costs 2·d·V. A task's read-in and
+        read-out count as per-token linear maps (2 × their parameters).
         """
         T = seq_len or self.max_seq_len
-        total = 2 * self.d_model * self.vocab_size
+        if isinstance(self.wte, nn.Embedding):
+            total = 2 * self.d_model * self.vocab_size
+        else:
+            total = 2 * sum(p.numel() for mod in (self.wte, self.head) for p in mod.parameters())
         for b in self.block_list():
             for mod in (b.mixer, b.channel):
                 if mod is None:
@@ -175,7 +193,13 @@ class Transformer(nn.Module):
 
 
 def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, registry: Any = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
-    """Build the Transformer a resolved spec describes (on the CPU, in fp32)."""
+    """Build the Transformer a resolved spec describes (on the CPU, in fp32). The task options' ``io``
+    (if any) supplies the read-in/read-out for non-token inputs; built here, so ``spec check`` counts them."""
+    options = cast(TaskOptions, resolved.task_options)
+    io_fn = getattr(options, "io", None)
+    io = io_fn(resolved.spec.model.d_model) if io_fn is not None else None
+    if io is not None:
+        return Transformer(resolved, 0, registry=registry, fixed_tokens=fixed_tokens, io=io)
     if vocab_size is None:
-        vocab_size = int(cast(TaskOptions, resolved.task_options).vocab_size)
+        vocab_size = int(options.vocab_size)
     return Transformer(resolved, vocab_size, registry=registry, fixed_tokens=fixed_tokens)

@@ -28,6 +28,7 @@ class MixerContext:
     bias: bool = False
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    token_inputs: bool = True  # the task feeds token ids (False: real vectors through a read-in, e.g. icl_regression)
 
     @property
     def head_dim(self) -> int:  # d_h = d / h
@@ -89,6 +90,7 @@ class ResolvedSpec:
             bias=m.bias,
             mlp_ratio=m.mlp_ratio,
             dropout=m.dropout,
+            token_inputs=bool(getattr(self.task_options, "token_inputs", True)),
         )
 
     @property

@@ -23,16 +23,33 @@ class TaskOptions(BaseModel):
     def causal(self) -> bool:
         return True
 
+    @property
+    def token_inputs(self) -> bool:
+        """False when the task feeds real vectors through its own read-in (see :meth:`io`)."""
+        return True
+
+    def io(self, d_model: int) -> tuple[Any, Any] | None:
+        """``(read_in, read_out)`` modules replacing the token embedding and the vocabulary head, or None
+        (token ids in, logits out). Built from the options alone, so ``spec check`` can count them."""
+        return None
+
 
 class Task(Protocol):
-    """A source of (inputs, targets) batches. Targets equal to -100 are ignored by the loss."""
+    """A source of (inputs, targets) batches. Targets equal to -100 are ignored by the loss.
+
+    A task whose options define :meth:`TaskOptions.io` (non-token inputs) also defines
+    ``loss(outputs, targets) -> scalar tensor`` (used in training instead of cross entropy) and
+    ``evaluate_batch(outputs, inputs, targets) -> {name: (sum, count)}`` (must include ``val_loss``; every
+    entry is reported as sum / count over the validation batches).
+    """
 
     vocab_size: int
     seq_len: int
     causal: bool
 
     def get_batch(self, split: str, batch_size: int, generator: Any) -> tuple[Any, Any]:
-        """(x, y), both (B, T) int64 CPU tensors; ``split`` is "train" or "val"."""
+        """(x, y), both (B, T) int64 CPU tensors (other shapes for a task with its own ``io``); ``split`` is
+        "train" or "val"."""
 
     def metrics(self, val_loss: float) -> dict[str, float]:
         """Extra metrics derived from the validation loss (e.g. bits per byte)."""

@@ -104,6 +104,11 @@ def build_task(resolved: ResolvedSpec, registry: Any = None) -> Any:
     return registry.get("task", resolved.spec.task.name).build(resolved.task_options)
 
 
+def token_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross entropy over the labelled positions (targets −100 are ignored): the loss of token tasks."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -111,10 +116,24 @@ def evaluate(
     ctx: Any,
     skip: frozenset[int] = frozenset(),
     accuracy: bool = False,
+    task: Any = None,
 ) -> dict[str, float]:
-    """Mean loss over the labelled positions of ``batches`` (and accuracy there, if asked)."""
+    """Mean loss over the labelled positions of ``batches`` (and accuracy there, if asked). A ``task`` with
+    ``evaluate_batch`` (non-token tasks) scores the batches itself: every entry is reported as sum / count."""
     was_training = model.training
     model.eval()
+    score = getattr(task, "evaluate_batch", None)
+    if score is not None:
+        sums: dict[str, list[float]] = {}
+        for x, y in batches:
+            with ctx:
+                out = model(x, skip=skip) if skip else model(x)
+            for name, (value, n) in score(out, x, y).items():
+                acc = sums.setdefault(name, [0.0, 0])
+                acc[0] += value
+                acc[1] += n
+        model.train(was_training)
+        return {name: value / max(1, n) for name, (value, n) in sums.items()}
     total, correct, count = 0.0, 0, 0
     for x, y in batches:
         with ctx:
@@ -180,6 +199,7 @@ def train(
     val_loss = float("nan")
     evals: dict[str, float] = {}
     accuracy = bool(getattr(task, "report_accuracy", False))
+    loss_fn = getattr(task, "loss", None) or token_loss  # chosen once: the token path does no extra work per step
     start = time.perf_counter()
     train_seconds = 0.0
     step = 0
@@ -191,8 +211,7 @@ def train(
         x, y = task.get_batch("train", B, gen)
         x, y = x.to(dev, non_blocking=non_blocking), y.to(dev, non_blocking=non_blocking)
         with amp:
-            logits = model(x)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+            loss = loss_fn(model(x), y)
             aux = model.aux_loss()
             if aux is not None:
                 loss = loss + aux
@@ -208,14 +227,14 @@ def train(
         if on_step is not None:
             on_step(step, loss_value, step * B * T / max(train_seconds, 1e-9))
         if step % t.eval_every == 0 or step == steps:
-            evals = evaluate(model, val_batches, amp, accuracy=accuracy)
+            evals = evaluate(model, val_batches, amp, accuracy=accuracy, task=task)
             val_loss = evals["val_loss"]
             history += [(step, "train_loss", loss_value), (step, "lr", lr)] + [(step, k, v) for k, v in evals.items()]
             if on_eval is not None:
                 on_eval(step, {**evals, "train_loss": loss_value})
         if t.seconds is not None and time.perf_counter() - start >= t.seconds:
             if history and history[-1][0] != step:
-                evals = evaluate(model, val_batches, amp, accuracy=accuracy)
+                evals = evaluate(model, val_batches, amp, accuracy=accuracy, task=task)
                 val_loss = evals["val_loss"]
                 history += [(step, "train_loss", loss_value)] + [(step, k, v) for k, v in evals.items()]
             break
@@ -226,7 +245,7 @@ def train(
     metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
     if skip_relaxed:
         relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
-        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed)["val_loss"] if relaxed else val_loss
+        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed, task=task)["val_loss"] if relaxed else val_loss
     diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()

@@ -108,6 +108,8 @@ class AttentionOptions(BaseModel):
             raise ValueError(f"random_std applies to qk_source: random only (qk_source is {self.qk_source})")
         if self.detach_stream and self.qk_source not in FIXED_SOURCES:
             raise ValueError(f"detach_stream applies to qk_source: random or fixed_text only (qk_source is {self.qk_source})")
+        if self.qk_source == "fixed_text" and not getattr(ctx, "token_inputs", True):
+            raise ValueError("qk_source: fixed_text embeds one fixed real token sequence, but this task feeds vectors, not tokens; use qk_source: random")
         width = ctx.d_model if self.qk == "collapsed" else (self.qk_dim or ctx.d_model // H)
         if getattr(ctx, "positions", None) == "rope" and self.form != "non_approximate" and width % 2:
             raise ValueError(f"positions: rope rotates pairs of query/key channels, so their width ({width}) must be even")

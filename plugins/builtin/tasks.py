@@ -4,6 +4,8 @@
   default); reports bits per byte = loss / ln 2.
 - ``mqar``: multi-query associative recall (Arora et al. 2023, "Zoology"); reports accuracy.
 - ``cloze``: masked byte modelling with a bidirectional encoder (BERT4Rec-style); non-causal.
+- ``icl_regression``: in-context linear regression (Garg et al. 2022); real-vector inputs through a linear
+  read-in, MSE loss; reports the least-squares and zero-predictor baselines.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from deconstruct.hookspecs import hookimpl
 from deconstruct.tasks._cloze import ClozeOptions
+from deconstruct.tasks._icl import ICLRegressionOptions
 from deconstruct.tasks._lm import LMOptions
 from deconstruct.tasks._mqar import MQAROptions
 
@@ -34,6 +37,12 @@ def build_cloze(options: ClozeOptions) -> Any:
     return Cloze(options)
 
 
+def build_icl_regression(options: ICLRegressionOptions) -> Any:
+    from deconstruct.tasks._icl import ICLRegression
+
+    return ICLRegression(options)
+
+
 @hookimpl
 def register_tasks(register: Any) -> None:
     register("lm", build=build_lm, options=LMOptions, summary="byte-level language modelling (bits per byte)")
@@ -41,3 +50,6 @@ def register_tasks(register: Any) -> None:
              paper="Arora et al. 2023, Zoology, arXiv 2312.04927")
     register("cloze", build=build_cloze, options=ClozeOptions, summary="masked byte modelling, bidirectional (accuracy)",
              paper="Sun et al. 2019, BERT4Rec, arXiv 1904.06690")
+    register("icl_regression", build=build_icl_regression, options=ICLRegressionOptions,
+             summary="in-context linear regression, vector inputs (MSE vs least squares)",
+             paper="Garg et al. 2022, What Can Transformers Learn In-Context?, arXiv 2208.01066")
