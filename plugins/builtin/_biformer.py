@@ -13,11 +13,10 @@ matrix per layout, cached per (T, device).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from deconstruct.model import MixerContext
 
-from ._attention import Attention
+from ._masked import MaskedAttention
 from .attention import AttentionOptions
 
 
@@ -102,7 +101,7 @@ def routing_flops(T: int, S: int, H: int, D: int, causal: bool) -> float:
     return 2 * H * D + 2 * H * D * R * R / T
 
 
-class BiLevelRoutingAttention(Attention):
+class BiLevelRoutingAttention(MaskedAttention):
     """Softmax attention restricted to the tokens of each query's top-k routed regions (BiFormer)."""
 
     def __init__(self, ctx: MixerContext, options):
@@ -119,24 +118,10 @@ class BiLevelRoutingAttention(Attention):
             lay = self._layouts[key] = region_layout(T, self.region_size, self.causal, device)
         return lay
 
-    def mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, H, T, T) routing mask for projected q, k (B, H, T, D)."""
         lay = self.layout(q.shape[-2], q.device)
         return routing_mask(q, k, self.region_size, self.top_k, self.causal, lay)
-
-    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, T, d); queries/keys always come from x (qk_source "hidden")
-        q, k, v = self._project(x, None)  # (B, H, T, D) each
-        mask = self.mask(q, k)  # (B, H, T, T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, H, T, D)
-        return self._output(y)
-
-    @torch.no_grad()
-    def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, H, T, T): each head's softmax over its routed keys (zero elsewhere), computed the O(T²) way."""
-        q, k, _ = self._project(x, None)
-        s = (q @ k.transpose(-1, -2)).float() * self.score_scale
-        return s.masked_fill(~self.mask(q, k), float("-inf")).softmax(-1)
 
     def flops_per_token(self, seq_len: int) -> int:
         """2·params + region routing + 2·keys·H·(D + D), keys the mean number of routed keys per query

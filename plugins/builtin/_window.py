@@ -10,11 +10,10 @@ reference for the window's *result*, not its O(T·w) cost; ``flops_per_token`` c
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from deconstruct.model import MixerContext
 
-from ._attention import Attention
+from ._masked import MaskedAttention
 from .attention import AttentionOptions
 
 
@@ -40,7 +39,7 @@ def mean_span(T: int, size: int, dilation: int, causal: bool) -> float:
     return sum(min(r, i // dilation) + min(r, (T - 1 - i) // dilation) + 1 for i in range(T)) / T
 
 
-class WindowAttention(Attention):
+class WindowAttention(MaskedAttention):
     """Softmax attention restricted to a (dilated) window of keys around each query."""
 
     def __init__(self, ctx: MixerContext, options):
@@ -57,20 +56,8 @@ class WindowAttention(Attention):
             m = self._masks[key] = window_mask(T, self.size, self.dilation, self.causal, device)
         return m
 
-    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, T, d); queries/keys always come from x (qk_source "hidden")
-        q, k, v = self._project(x, None)  # (B, H, T, D) each
-        mask = self.mask(x.shape[1], x.device)  # (T, T), broadcast over B and H
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, H, T, D)
-        return self._output(y)
-
-    @torch.no_grad()
-    def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, H, T, T): each head's softmax over its window (zero outside it), computed the O(T²) way."""
-        q, k, _ = self._project(x, None)
-        s = (q @ k.transpose(-1, -2)).float() * self.score_scale
-        s = s.masked_fill(~self.mask(x.shape[1], x.device), float("-inf"))
-        return s.softmax(-1)
+    def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self.mask(q.shape[-2], q.device)  # (T, T), broadcast over B and H
 
     def flops_per_token(self, seq_len: int) -> int:
         """2·params + 2·span·H·(D + D), span the mean window size clipped at the edges (≤ min(w, T) keys,

@@ -107,7 +107,7 @@ def test_equals_written_out_reference(causal, S, top_k):
     ref, sets = reference(m, x, S, top_k, causal)
     torch.testing.assert_close(m(x), ref)
     q, k, v = m._project(x, None)
-    mask = m.mask(q, k)
+    mask = m.attn_mask(q, k)
     for (b, h), rows in sets.items():  # the mask is exactly the written-out key sets
         assert [torch.nonzero(mask[b, h, i]).flatten().tolist() for i in range(len(rows))] == rows
     # attention_weights reproduces the forward: out = W_O·concat_h(A_h·V_h)
@@ -118,7 +118,7 @@ def test_routing_is_not_trivial():
     """With several regions and small top_k the heads route differently (the mask is not one fixed band)."""
     m = make({"region_size": 2, "top_k": 2}, make_ctx(T=14))
     q, k, _ = m._project(x_in(), None)
-    mask = m.mask(q, k)
+    mask = m.attn_mask(q, k)
     assert len({tuple(mask[b, h].flatten().tolist()) for b in range(2) for h in range(4)}) > 1
 
 
@@ -144,7 +144,7 @@ def test_token_in_unrouted_region_has_no_effect(causal):
     m = make({"region_size": S, "top_k": top_k}, make_ctx(heads=1, T=T, causal=causal))  # one routing per query
     x = x_in(B=1, T=T).requires_grad_(True)
     q, k, _ = m._project(x, None)
-    mask = m.mask(q, k)
+    mask = m.attn_mask(q, k)
     y = m(x)
     checked = 0
     for i in (10, 12, 13):
@@ -157,7 +157,7 @@ def test_token_in_unrouted_region_has_no_effect(causal):
             x2 = x.detach().clone()
             x2[:, j] += 1e-3 * torch.randn(x2[:, j].shape, generator=torch.Generator().manual_seed(j), dtype=x.dtype)
             q2, k2, _ = m._project(x2, None)
-            if torch.equal(m.mask(q2, k2), mask):  # the nudge did not change the routing
+            if torch.equal(m.attn_mask(q2, k2), mask):  # the nudge did not change the routing
                 assert torch.equal(m(x2)[:, i], y[:, i].detach()), f"key {j} changed query {i}"
                 checked += 1
         for j in routed:
@@ -191,7 +191,7 @@ def test_flops_and_keys():
         for S, top_k in ((3, 2), (4, 3), (7, 1), (2, 20)):
             m = make({"region_size": S, "top_k": top_k}, make_ctx(T=T, causal=causal))
             q, k, _ = m._project(x_in(T=T), None)
-            counts = m.mask(q, k).sum(-1).double().mean(-1)  # (B, H)
+            counts = m.attn_mask(q, k).sum(-1).double().mean(-1)  # (B, H)
             if causal or T % S == 0 or top_k >= -(-T // S):
                 assert torch.allclose(counts, torch.tensor(mean_keys(T, S, top_k, causal), dtype=torch.float64))
             else:  # non-causal with a short last region: an upper bound
