@@ -124,6 +124,9 @@ def _print_summary(summary: Any, format: TableFormat) -> None:
     for p in summary.pareto:
         stdout.print(f"pareto: trial {p['number']} ({', '.join(summary.objectives)}) = ({_fmt(p['values'])}) — "
                      f"{_params(p['params'])}", highlight=False, soft_wrap=True)
+    if summary.counted:  # what a researcher does next (a hint: stderr, not data)
+        stderr.print(f"next: deconstruct report {summary.name}   (--by AXIS, --format html --out report.html)",
+                     highlight=False, soft_wrap=True)
 
 
 def _spawn_workers(runner: Any, n: int, device: str | None) -> list[tuple[Any, Any]]:
