@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.moh",
     "deconstruct.builtin.window",
     "deconstruct.builtin.biformer",
+    "deconstruct.builtin.channel_attention",
     "deconstruct.builtin.tasks",
 )
 
