@@ -115,3 +115,23 @@ def test_bench_attention_json_rows_agree_with_reference():
     assert {r["backend"] for r in rows} == {"eager", "sdpa"}
     for r in rows:
         assert r["ms_fwd_bwd"] > 0 and r["max_abs_err_vs_reference"] < 1e-4
+
+
+def test_progress_bars_show_steps_loss_throughput_and_trials(tmp_path):
+    """Rich progress on stderr (forced on without a terminal by DECONSTRUCT_PROGRESS=1); data stays on stdout."""
+    env = {**os.environ, "DECONSTRUCT_PROGRESS": "1", "COLUMNS": "160"}
+    shrink = ["--set", "model.d_model=16", "--set", "train.steps=6", "--set", "train.eval_every=3", "--set",
+              "task.max_bytes=200000", "--set", "task.seq_len=16", "--set", "train.seeds=[0]"]
+    quickstart = str(STUDIES / "quickstart.yaml")
+    proc = subprocess.run([sys.executable, "-m", "deconstruct", "train", quickstart, *shrink, "--format", "json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)  # stdout is only the JSON document
+    bar = proc.stderr.strip().splitlines()[-1]
+    assert "6/6" in bar and "loss" in bar and "val" in bar and "tok/s" in bar
+    proc = subprocess.run([sys.executable, "-m", "deconstruct", "study", "run", quickstart, *shrink,
+                           "--storage", f"sqlite:///{tmp_path / 's.db'}"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "trials" in proc.stderr and "4/4" in proc.stderr and "best" in proc.stderr
+    assert "next: deconstruct report quickstart" in proc.stderr
