@@ -201,3 +201,42 @@ def build_tiny_studies(db) -> dict:
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> dict:
     return build_tiny_studies(tmp_path_factory.mktemp("report") / "study.db")
+
+
+# ``tiny-real`` — written by the real study runner (``deconstruct study run``), not by the Recorder above, so
+# runner and report cannot drift apart unnoticed: a 2×2 grid whose four points are four distinct configurations.
+REAL_SPEC = {
+    "name": "tiny-real",
+    "task": {"name": "lm", "corpus": "stdlib", "max_bytes": 200_000, "seq_len": 16},
+    "model": {"d_model": 16, "layers": 1, "heads": 2},
+    "train": {"steps": 4, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "seeds": [0, 1]},
+    "search": {KIND: ["attention", "mlp"], "model.channel_mixer": ["mlp", "none"]},
+    "study": {"sampler": "grid"},
+}
+
+
+@pytest.fixture(scope="session")
+def real_study(tmp_path_factory) -> dict:
+    """``study run`` through the CLI on REAL_SPEC into a fresh SQLite file; {"url", "name", "summary"}."""
+    import json
+
+    import torch
+    import yaml
+    from typer.testing import CliRunner
+
+    from deconstruct.cli import build_app
+
+    root = tmp_path_factory.mktemp("real")
+    spec = root / "spec.yaml"
+    spec.write_text(yaml.safe_dump(REAL_SPEC, sort_keys=False))
+    url = f"sqlite:///{root / 'study.db'}"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on shared cores: one thread is fastest
+    try:
+        res = CliRunner().invoke(build_app(), ["study", "run", str(spec), "--storage", url, "--format", "json"])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.stderr + res.stdout
+    summary = json.loads(res.stdout)
+    assert summary["states"] == {"completed": 4} and summary["trained"] == 8, summary
+    return {"url": url, "name": REAL_SPEC["name"], "summary": summary}
