@@ -356,23 +356,23 @@ def add_plugin_commands(app: Any, registry: Registry | None = None) -> None:
             reg._disable(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
 
 
-def plugins_for(resolved: Any, registry: Registry | None = None) -> list[dict[str, str]]:
+def plugins_for(resolved: Any, registry: Registry | None = None) -> list[dict[str, Any]]:
     """The plugins that provide what a resolved spec uses — every layer's mixer (and the presets it goes
-    through), channel mixer, and the task — as ``[{"name": …, "version": …}]`` in order of first use.
+    through), channel mixer, and the task — in order of first use, as
+    ``[{"name": …, "version": …, "provides": ["mixer:attention", "task:stdlib", …]}]`` (``provides`` sorted).
     Stored with every run, so a result can be traced to the code that produced it."""
     reg = registry or get_registry()
-    names: list[str] = []
+    provides: dict[str, set[str]] = {}  # plugin -> "kind:name"; dicts keep the order of first use
 
     def add(entry: Entry) -> None:
-        if entry.plugin not in names:
-            names.append(entry.plugin)
+        provides.setdefault(entry.plugin, set()).add(f"{entry.kind}:{entry.name}")
 
     for plan in resolved.layers:
         for entry in reg.chain(plan.mixer):
             add(entry)
         add(reg.get("channel_mixer", plan.channel_mixer))
     add(reg.get("task", resolved.spec.task.name))
-    return [{"name": n, "version": reg.plugin_version(n)} for n in names]
+    return [{"name": n, "version": reg.plugin_version(n), "provides": sorted(v)} for n, v in provides.items()]
 
 
 @lru_cache(maxsize=1)

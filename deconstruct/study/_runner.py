@@ -737,12 +737,13 @@ class StudyRunner:
                prior: list[dict[int, float]]) -> tuple[RunInfo, dict[int, float]]:
         import optuna
 
+        from deconstruct.plugins import plugins_for
         from deconstruct.train import train
 
         task = self._task(resolved)
         run_id = self.store.add_run(
             self.info.id, trial.number, seed, config_hash=resolved.config_hash(), config=resolved.config(),
-            search_params=sample.params, versions=self.versions, plugins=self._plugins(resolved), host=HOST,
+            search_params=sample.params, versions=self.versions, plugins=plugins_for(resolved, self.registry), host=HOST,
         )
         callback = _RunCallback(self, trial, run_id, k, steps, prior, seed)
         tick = time.perf_counter()
@@ -769,25 +770,6 @@ class StudyRunner:
         self.trained += 1
         self.events.on_run_end(trial.number, seed, "completed", None)
         return self.store.get_run(run_id), dict(callback.curve) or {result.steps: result.val_loss}
-
-    def _plugins(self, resolved: Any) -> list[dict[str, Any]]:
-        """The plugins that provided this run's mixers, channel mixers and task, with their versions."""
-        provides: dict[str, set[str]] = {}
-
-        def add(kind: Any, name: str) -> None:
-            try:
-                entry = self.registry.get(kind, name)
-            except Exception:
-                return
-            provides.setdefault(entry.plugin, set()).add(f"{kind}:{name}")
-
-        for plan in resolved.layers:
-            add("mixer", plan.mixer)
-            add("mixer", plan.base)
-            add("channel_mixer", plan.channel_mixer)
-        add("task", resolved.spec.task.name)
-        return [{"name": p, "version": self.registry.plugin_version(p), "provides": sorted(v)}
-                for p, v in sorted(provides.items())]
 
 
 # -- entry points ---------------------------------------------------------------------------------------

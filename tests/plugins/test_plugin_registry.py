@@ -142,9 +142,9 @@ def test_plugins_for_names_every_plugin_a_run_uses(make_dist, on_path) -> None:
     from deconstruct import __version__
 
     assert plugins_for(resolved) == [
-        {"name": "ema", "version": "0.4"},
-        {"name": "deconstruct.builtin.channel_mixers", "version": __version__},
-        {"name": "deconstruct.builtin.presets", "version": __version__},  # 'standard' is a preset …
-        {"name": "deconstruct.builtin.attention", "version": __version__},  # … of attention
-        {"name": "deconstruct.builtin.tasks", "version": __version__},
+        {"name": "ema", "version": "0.4", "provides": ["mixer:ema"]},
+        {"name": "deconstruct.builtin.channel_mixers", "version": __version__, "provides": ["channel_mixer:mlp"]},
+        {"name": "deconstruct.builtin.presets", "version": __version__, "provides": ["mixer:standard"]},  # a preset …
+        {"name": "deconstruct.builtin.attention", "version": __version__, "provides": ["mixer:attention"]},  # … of attention
+        {"name": "deconstruct.builtin.tasks", "version": __version__, "provides": ["task:lm"]},
     ]
