@@ -76,7 +76,38 @@ def test_layout_presets_match_the_paper_at_24_layers():
     assert standard_layers("middle", 24) == set(range(1, 7)) | set(range(19, 25))
     assert standard_layers("quarter", 24) == {4, 8, 12, 16, 20, 24}
     assert standard_layers("bilateral", 24) == {1, 24}
+    assert standard_layers("odd", 24) == {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23}
+    assert standard_layers("first", 24) == {1}
+    assert standard_layers("last", 24) == {24}
+    assert standard_layers("uniform", 24) == set()
     assert set(LAYOUT_PRESETS) >= {"uniform", "hybrid", "odd", "top", "middle", "bottom", "quarter", "first", "last", "bilateral"}
+
+
+# the docstring table of deconstruct/spec/_layouts.py at L = 4 (h = 2, q = 1) and L = 6 (h = 3, q = 1)
+SCALED = {
+    "uniform": (set(), set()),
+    "hybrid": ({2, 4}, {2, 4, 6}),
+    "even": ({2, 4}, {2, 4, 6}),
+    "odd": ({1, 3}, {1, 3, 5}),
+    "top": ({1, 2}, {1, 2, 3}),
+    "bottom": ({3, 4}, {4, 5, 6}),
+    "middle": ({1, 4}, {1, 6}),
+    "quarter": ({4}, {4}),
+    "first": ({1}, {1}),
+    "last": ({4}, {6}),
+    "bilateral": ({1, 4}, {1, 6}),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SCALED))
+def test_layout_presets_scale_to_4_and_6_layers(preset):
+    at4, at6 = SCALED[preset]
+    assert standard_layers(preset, 4) == at4
+    assert standard_layers(preset, 6) == at6
+
+
+def test_every_layout_preset_has_a_documented_scaling():
+    assert set(LAYOUT_PRESETS) == set(SCALED)
 
 
 def test_standard_layers_and_overrides(tiny):

@@ -11,6 +11,9 @@ import time
 import optuna
 import pytest
 
+from deconstruct import __version__
+from deconstruct.plugins import plugins_for
+from deconstruct.spec import load_spec
 from deconstruct.store import Store
 from deconstruct.study import StudyRunner
 
@@ -46,8 +49,12 @@ def test_grid_with_two_seeds_stores_every_run_and_rerun_adds_nothing(spec, any_s
         else:  # every layer relaxed: skipping leaves embeddings → head
             assert r.metrics["skip_val_loss"] != r.val_loss
         assert r.versions["torch"] and r.versions["optuna"] == optuna.__version__
-        assert {p["name"] for p in r.plugins} >= {"deconstruct.builtin.tasks"}
-        assert all(p["version"] for p in r.plugins)
+        # the plugins that provided this run's mixer, channel mixer and task, with their versions (issue 6)
+        assert r.plugins == plugins_for(load_spec(path, [f"{k}={v}" for k, v in r.search_params.items()]))
+        mixer = r.search_params["model.mixer.kind"]
+        provider = {"attention": "deconstruct.builtin.attention", "mlp": "deconstruct.builtin.mlp_mixer"}[mixer]
+        assert {"name": provider, "version": __version__, "provides": [f"mixer:{mixer}"]} in r.plugins
+        assert {"name": "deconstruct.builtin.tasks", "version": __version__, "provides": ["task:lm"]} in r.plugins
         assert set(r.search_params) == {"model.mixer.kind", "model.channel_mixer"}
         assert r.config["layers"][0]["mixer"] == r.search_params["model.mixer.kind"]
     diagnostics = store.diagnostics("s")  # attention indicators: every attention run, none for the token-wise MLP
@@ -244,3 +251,33 @@ def test_spec_errors_are_one_line_before_any_trial(spec, storage, write, cli):
     result = cli("study", "run", write(spec), "--storage", storage)
     assert result.exit_code == 2 and "unknown objective 'val_losss'" in result.stderr
     assert not os.path.exists(storage.removeprefix("sqlite:///")) or not Store(storage).studies()
+
+
+def test_median_pruning_prunes_a_clearly_worse_trial(spec, storage, write, cli):
+    # Optuna's MedianPruner(n_startup_trials=3, n_warmup_steps=0): once 3 trials completed, a trial whose value
+    # at an evaluation is worse than the completed trials' median there is pruned. Four learning rates that
+    # learn and two that barely move (val_loss stays near ln 256 ≈ 5.5); the grid order is fixed (GridSampler
+    # seed 0): 2e-7 is trial 0 and 1e-7 the last trial, which runs after learning trials and is pruned at its
+    # first evaluation. (A learning trial can be pruned too: at step 2, after warm-up, they are close.)
+    spec["search"] = {"train.lr": [1e-2, 5e-3, 3e-3, 2e-3, 1e-7, 2e-7]}
+    spec["train"].update(steps=8, eval_every=2, seeds=[0])
+    spec["study"] = {"sampler": "grid", "pruner": "median"}
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    assert summary["counted"] == 6 and summary["stop_reason"] == "done"
+    trials = Store(storage).trials("s")
+    described = [(t.number, t.state, t.search_params, t.error) for t in trials]
+    pruned = [t for t in trials if t.state == "pruned"]
+    assert summary["states"].get("pruned") == len(pruned)
+    assert any(t.search_params["train.lr"] < 1e-6 for t in pruned), described  # a stuck one was pruned
+    assert all(t.number >= 3 for t in pruned), described  # never before three trials completed
+    runs = {r.trial_number: r for r in Store(storage).runs("s")}
+    for t in pruned:
+        run = runs[t.number]
+        assert run.status == "pruned" and run.trial_state == "pruned" and run.val_loss is None
+        assert run.error and run.error.startswith("pruned at step ") and " of seed 0 (mean val_loss " in run.error
+        assert t.error == run.error
+    for t in trials:  # a stuck learning rate is never better than a learning one
+        if t.state == "completed" and t.search_params["train.lr"] < 1e-6:
+            assert t.values[0] > max(u.values[0] for u in trials if u.state == "completed" and u.search_params["train.lr"] > 1e-3)
+    states = {o.number: o.state for o in _optuna_trials(storage, "s")}
+    assert all(states[t.number] == optuna.trial.TrialState.PRUNED for t in pruned)

@@ -83,8 +83,15 @@ def test_fixed_text_qk_is_rejected_for_vector_inputs():
 
 
 def test_train_runs_end_to_end_and_reports_the_baselines():
-    spec = {**SPEC, "train": {"steps": 60, "batch_size": 32, "lr": 3e-3, "eval_every": 60, "eval_batches": 2}}
+    spec = {**SPEC, "train": {"steps": 60, "batch_size": 32, "lr": 3e-3, "eval_every": 60, "eval_batches": 8}}
     res = train(load_spec(spec), seed=0)
     m = res.metrics
-    assert 3.0 < m["baseline_zero"] < 5.5 and m["baseline_lstsq"] < m["baseline_zero"]
+    # baseline_zero is the mean of y² over S = 32·8 validation sequences of n = 8 points, y = wᵀx with
+    # x, w ~ N(0, I_d): E[y²] = E‖w‖² = d. Per sequence the mean of y² has variance
+    # Var‖w‖² + E[Var(y²|w)]/n = 2d + 2(d² + 2d)/n (y|w ~ N(0, ‖w‖²), so Var(y²|w) = 2‖w‖⁴), independent
+    # across sequences: allow four standard errors.
+    d, n, sequences = 4, 8, 32 * 8
+    stderr = ((2 * d + 2 * (d * d + 2 * d) / n) / sequences) ** 0.5  # ≈ 0.23
+    assert abs(m["baseline_zero"] - d) < 4 * stderr, (m["baseline_zero"], stderr)
+    assert m["baseline_lstsq"] < m["baseline_zero"]
     assert res.val_loss < 1.05 * m["baseline_zero"] and "val_loss_after_d" in m  # at least the zero predictor

@@ -64,3 +64,39 @@ def test_attention_learns_mqar_and_reports_accuracy():
     res = train(load_spec(spec), seed=0)
     assert 0.0 <= res.metrics["accuracy"] <= 1.0
     assert res.metrics["accuracy"] > 0.2  # chance is 1/32 over the value range
+
+
+def test_lm_corpus_glob_reads_the_files_in_sorted_order(tmp_path, monkeypatch):
+    from deconstruct.tasks._lm import load_corpus
+    from deconstruct.train import build_task
+
+    monkeypatch.setenv("DECONSTRUCT_CACHE", str(tmp_path / "cache"))  # keep the shared cache clean
+    texts = {"b.txt": b"".join(b"bravo %04d: the second file\n" % i for i in range(120)),  # written first
+             "a.txt": b"".join(b"ALPHA %04d; THE FIRST FILE\n" % i for i in range(150))}
+    for name, text in texts.items():
+        (tmp_path / name).write_bytes(text)
+    (tmp_path / "skip.md").write_bytes(b"not matched by the glob\n" * 10)
+    expected = texts["a.txt"] + texts["b.txt"]
+    spec = {"name": "own", "task": {"name": "lm", "corpus": str(tmp_path / "*.txt"), "seq_len": 16},
+            "model": {"d_model": 16, "layers": 1, "heads": 2},
+            "train": {"steps": 2, "batch_size": 2, "eval_every": 2, "eval_batches": 1}}
+    resolved = load_spec(spec)
+
+    assert bytes(load_corpus(resolved.task_options.corpus).tolist()) == expected
+    task = build_task(resolved)
+    assert len(task.train) + len(task.val) == len(expected) and len(task.val) > 0
+    assert bytes(task.train[:64].tolist()) == expected[:64]  # the first block is training data, from a.txt
+    both = torch.cat([task.train, task.val])  # the split only regroups blocks: every byte once
+    assert torch.equal(torch.bincount(both, minlength=256),
+                       torch.bincount(torch.tensor(list(expected), dtype=torch.uint8), minlength=256))
+    assert bytes(task.val[:16].tolist()) in expected
+    again = build_task(load_spec(spec))
+    assert torch.equal(again.train, task.train) and torch.equal(again.val, task.val)  # deterministic split
+
+    res = train(resolved, seed=0)
+    assert res.steps == 2 and res.val_loss == res.val_loss and res.val_loss > 0
+
+    nothing = {**spec, "task": {**spec["task"], "corpus": str(tmp_path / "*.nope")}}
+    with pytest.raises(SpecError) as err:
+        build_task(load_spec(nothing))
+    assert err.value.path == "task.corpus" and "task.corpus" in str(err.value) and "matches no files" in str(err.value)
