@@ -104,5 +104,3 @@ def main(argv: list[str] | None = None) -> None:
         _warn_plugin_problems()
     app(args=argv)
 
-
-app = None  # built on demand by tests: `from deconstruct.cli import build_app`
