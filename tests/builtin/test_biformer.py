@@ -4,7 +4,9 @@ written-out routing reference, the all-regions limit, and that unrouted tokens h
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import _mixer_helpers as helpers
 import pytest
 import torch
 
@@ -24,21 +26,12 @@ class TestBiFormerConformance(MixerConformance):
     options = {"region_size": 5, "top_k": 3}  # 32 tokens: 7 regions, the last of 2 tokens
 
 
-def make_ctx(d=16, heads=4, T=14, causal=True, bias=False, positions="learned") -> MixerContext:
-    return MixerContext(d_model=d, heads=heads, layer_index=0, n_layers=2, max_seq_len=T, causal=causal,
-                        positions=positions, backend="sdpa", bias=bias)
+make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=14)
+x_in = partial(helpers.seeded_input, B=2, T=14, d=16)
 
 
 def make(options: dict, ctx: MixerContext | None = None, seed: int = 0) -> BiLevelRoutingAttention:
-    ctx = ctx or make_ctx()
-    opts = BiFormerOptions(**options)
-    opts.check(ctx)
-    torch.manual_seed(seed)
-    return BiLevelRoutingAttention(ctx, opts).double()
-
-
-def x_in(B=2, T=14, d=16, seed=1) -> torch.Tensor:
-    return torch.randn(B, T, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return helpers.build_mixer(BiLevelRoutingAttention, BiFormerOptions, options, ctx or make_ctx(), seed)
 
 
 def key_sets(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) -> list[list[int]]:

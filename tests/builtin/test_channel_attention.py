@@ -5,7 +5,9 @@ causal task, and FLOPs."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import _mixer_helpers as helpers
 import pytest
 import torch
 
@@ -28,18 +30,14 @@ class TestChannelAttentionConformance(MixerConformance):
     task = CLOZE
 
 
-def make_ctx(d=16, heads=4, T=12, bias=False, positions="learned") -> MixerContext:
-    return MixerContext(d_model=d, heads=heads, layer_index=0, n_layers=2, max_seq_len=T, causal=False,
-                        positions=positions, backend="sdpa", bias=bias)
+make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=12, causal=False)
+x_in = partial(helpers.seeded_input, B=2, T=12, d=16)
 
 
 def make(options: dict | None = None, ctx: MixerContext | None = None, seed: int = 0) -> ChannelAttention:
-    torch.manual_seed(seed)
-    return ChannelAttention(ctx or make_ctx(), ChannelAttentionOptions(**(options or {}))).double()
-
-
-def x_in(B=2, T=12, d=16, seed=1) -> torch.Tensor:
-    return torch.randn(B, T, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    # no options.check here: ChannelAttentionOptions has none (the causal-task rejection is tested via load_spec)
+    return helpers.build_mixer(ChannelAttention, ChannelAttentionOptions, options, ctx or make_ctx(), seed,
+                               check=False)
 
 
 def reference(m: ChannelAttention, x: torch.Tensor, scale: float) -> torch.Tensor:

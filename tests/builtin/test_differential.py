@@ -4,7 +4,9 @@ count, λ_init per layer, and equivalences against written-out references."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import _mixer_helpers as helpers
 import pytest
 import torch
 from torch import nn
@@ -52,24 +54,18 @@ def test_hook_module_does_not_import_torch():
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def make_ctx(d=16, heads=4, T=10, causal=True, layer_index=0, bias=False) -> MixerContext:
-    return MixerContext(d_model=d, heads=heads, layer_index=layer_index, n_layers=4, max_seq_len=T,
-                        causal=causal, positions="learned", backend="sdpa", bias=bias)
+make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=10, n_layers=4)
 
 
 def make(options: dict | None = None, ctx: MixerContext | None = None, seed=0) -> DifferentialAttention:
-    ctx = ctx or make_ctx()
-    opts = DifferentialOptions(**(options or {}))
-    opts.check(ctx)
-    torch.manual_seed(seed)
-    mixer = DifferentialAttention(ctx, opts).double()
+    mixer = helpers.build_mixer(DifferentialAttention, DifferentialOptions, options, ctx or make_ctx(), seed)
     with torch.no_grad():  # a non-trivial RMSNorm gain, so the reference checks it is applied
         mixer.subln.weight.uniform_(0.5, 1.5)
     return mixer
 
 
 def x_of(mixer, B=2, T=10, seed=1):
-    return torch.randn(B, T, mixer.d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return helpers.seeded_input(B, T, mixer.d, seed)
 
 
 def reference(mixer: DifferentialAttention, x: torch.Tensor) -> torch.Tensor:

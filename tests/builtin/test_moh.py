@@ -3,6 +3,9 @@ uniform-gates equivalence with standard attention, the gate structure and the lo
 
 from __future__ import annotations
 
+from functools import partial
+
+import _mixer_helpers as helpers
 import pytest
 import torch
 
@@ -22,21 +25,12 @@ class TestMoHConformance(MixerConformance):
     allow_zero_grad = ("w_shared.weight",)  # one shared head: softmax over one gate is constant
 
 
-def make_ctx(d=16, heads=4, T=10, causal=True, bias=False, positions="learned") -> MixerContext:
-    return MixerContext(d_model=d, heads=heads, layer_index=0, n_layers=2, max_seq_len=T, causal=causal,
-                        positions=positions, backend="sdpa", bias=bias)
+make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=10)
+x_in = partial(helpers.seeded_input, B=3, T=10, d=16)
 
 
 def make(options: dict, ctx: MixerContext | None = None, seed: int = 0) -> MoHAttention:
-    ctx = ctx or make_ctx()
-    opts = MoHOptions(**options)
-    opts.check(ctx)
-    torch.manual_seed(seed)
-    return MoHAttention(ctx, opts).double()
-
-
-def x_in(B=3, T=10, d=16, seed=1) -> torch.Tensor:
-    return torch.randn(B, T, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return helpers.build_mixer(MoHAttention, MoHOptions, options, ctx or make_ctx(), seed)
 
 
 def test_hook_module_imports_no_torch():

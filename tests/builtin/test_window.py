@@ -4,7 +4,9 @@ parameter count, a written-out masked reference, the full-window limit, and loca
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import _mixer_helpers as helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,21 +26,12 @@ class TestWindowConformance(MixerConformance):
     options = {"size": 4, "dilation": 2}
 
 
-def make_ctx(d=16, heads=4, T=12, causal=True, bias=False, positions="learned") -> MixerContext:
-    return MixerContext(d_model=d, heads=heads, layer_index=0, n_layers=2, max_seq_len=T, causal=causal,
-                        positions=positions, backend="sdpa", bias=bias)
+make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=12)
+x_in = partial(helpers.seeded_input, B=2, T=12, d=16)
 
 
 def make(options: dict, ctx: MixerContext | None = None, seed: int = 0) -> WindowAttention:
-    ctx = ctx or make_ctx()
-    opts = WindowOptions(**options)
-    opts.check(ctx)
-    torch.manual_seed(seed)
-    return WindowAttention(ctx, opts).double()
-
-
-def x_in(B=2, T=12, d=16, seed=1) -> torch.Tensor:
-    return torch.randn(B, T, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return helpers.build_mixer(WindowAttention, WindowOptions, options, ctx or make_ctx(), seed)
 
 
 def reference(m: WindowAttention, x: torch.Tensor, w: int, dil: int, causal: bool) -> torch.Tensor:
