@@ -26,7 +26,8 @@ def _fmt(values: list[float] | None) -> str:
 
 
 def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base config)"
+    """Searched values for people (floats to 4 significant digits; --format json keeps full precision)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "(base config)"
 
 
 class StudyProgress:
