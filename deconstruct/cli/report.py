@@ -32,6 +32,15 @@ def report_command(
         None, "--baseline", metavar="VALUE",
         help="The --by value to compare against (default: the standard-attention value, e.g. attention/uniform).",
     ),
+    metric: str = typer.Option(
+        None, "--metric", metavar="NAME",
+        help="Report this per-run value instead of the first objective: any dc_run column (val_loss, params, "
+             "tokens_per_second, ...) or key of the run's metrics (skip_val_loss: the skip evaluation with the "
+             "relaxed layers removed; bits_per_byte). Direction: the study's if NAME is an objective, else "
+             "maximize for names containing 'accuracy' and minimize otherwise (loss, bits_per_byte, params, "
+             "flops, seconds). Curves show NAME if it was recorded per step, else val_loss. Importances and the "
+             "Pareto front stay on the study's objectives.",
+    ),
     format: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table, csv, json, markdown or html."),
     out: Path = typer.Option(None, "--out", "-o", help="Write to FILE instead of stdout (use with --format html)."),
 ) -> None:
@@ -42,13 +51,14 @@ def report_command(
     Examples:
       deconstruct report quickstart
       deconstruct report quickstart --by model.mixer.kind
+      deconstruct report quickstart --metric skip_val_loss --by model.mixer.kind
       deconstruct report quickstart --by model.layout --baseline hybrid --format csv > layout.csv
       deconstruct report quickstart --format html --out quickstart.html
       deconstruct report quickstart principles        # two studies side by side
     """
     from deconstruct.report import build_report, render
 
-    report = build_report(list(names), storage, by=by, baseline=baseline)
+    report = build_report(list(names), storage, by=by, baseline=baseline, metric=metric)
     result = render(report, format.value)
     if format == ReportFormat.table:
         if out is None:

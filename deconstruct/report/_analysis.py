@@ -184,10 +184,13 @@ class StudyReport:
     notes: list[str] = field(default_factory=list)
     deconstruct_version: str = ""
     torch_version: str = ""
+    metric: str | None = None  # --metric: what the tables report instead of the first objective
+    metric_direction: str | None = None
 
     @property
     def objective(self) -> str:
-        return self.objectives[0]
+        """The value every table (configurations, effects, curves) reports: ``--metric``, else the first objective."""
+        return self.metric or self.objectives[0]
 
     @property
     def has_diagnostics(self) -> bool:
@@ -195,7 +198,7 @@ class StudyReport:
 
     @property
     def direction(self) -> str:
-        return self.directions[0]
+        return self.metric_direction or self.directions[0]
 
 
 @dataclass
@@ -399,7 +402,7 @@ def axes_of(study: StudyData) -> tuple[dict[str, list[Any]], list[str]]:
 
 
 def configurations(study: StudyData, axes: dict[str, list[Any]]) -> list[Configuration]:
-    objective, direction = study.objectives[0], study.directions[0]
+    objective, direction = study.metric_name, study.metric_direction  # --metric, else the first objective
     groups: dict[str, list[Any]] = {}
     for r in study.runs:
         groups.setdefault(r.config_hash, []).append(r)
@@ -426,7 +429,8 @@ def configurations(study: StudyData, axes: dict[str, list[Any]]) -> list[Configu
             runs=runs,
             used=used,
             objective=mean_ci([r.value(objective) for r in used]),
-            other={name: _mean([r.value(name) for r in used]) for name in study.objectives[1:]},  # type: ignore[misc]
+            # every objective's mean (the Pareto front stays on them whatever --metric reports)
+            other={name: _mean([r.value(name) for r in used]) for name in study.objectives},  # type: ignore[misc]
             params=_first([r.params for r in used] + [r.params for r in runs]),
             flops_per_token=_first([r.flops_per_token for r in used] + [r.flops_per_token for r in runs]),
             tokens_per_second=_mean([r.tokens_per_second for r in used]),  # type: ignore[misc]
@@ -485,7 +489,7 @@ def axis_effects(study: StudyData, axis: str, values: list[Any], baseline: Any, 
     """For each value ≠ baseline: the mean of the paired differences over (other searched values, seed) —
     in the order of the search points, then of the seeds — and their bootstrap interval; an unpaired
     comparison of every run of the two values when no pair exists."""
-    objective, direction = study.objectives[0], study.directions[0]
+    objective, direction = study.metric_name, study.metric_direction  # --metric, else the first objective
     by_config: dict[str, list[Any]] = {}
     for r in study.runs:
         by_config.setdefault(r.config_hash, []).append(r)
@@ -540,13 +544,13 @@ def pareto_front(configs: list[Configuration], objectives: list[str], directions
     """Non-dominated configurations on the mean of every objective (seeds averaged, as Optuna is told)."""
     scored: list[tuple[Configuration, list[float]]] = []
     for c in configs:
-        vals = [c.objective.estimate] + [c.other.get(o) for o in objectives[1:]]
+        vals = [c.other.get(o) for o in objectives]
         if all(_finite(v) for v in vals):
             scored.append((c, [float(v) for v in vals]))  # type: ignore[arg-type]
     front = [c for c, v in scored if not any(_dominates(w, v, directions) for _, w in scored if w is not v)]
     for c in front:
         c.pareto = True
-    return sorted(front, key=lambda c: (c.objective.estimate or 0.0, c.label))
+    return sorted(front, key=lambda c: (c.other.get(objectives[0]) or 0.0, c.label))
 
 
 def importances(study: StudyData, engine: Any) -> Importances:
@@ -640,6 +644,11 @@ def analyse(study: StudyData, engine: Any = None, by: str | None = None, baselin
     pareto = pareto_front(configs, study.objectives, study.directions) if len(study.objectives) > 1 else None
     if pareto is not None and len(study.objectives) > 2:
         notes.append(f"the Pareto plot shows the first two of {len(study.objectives)} objectives")
+    metric = study.metric if study.metric not in (None, study.objectives[0]) else None
+    if metric is not None:
+        notes.append(f"tables report {metric} ({study.metric_direction}, --metric); parameter importances"
+                     f"{' and the Pareto front' if pareto is not None else ''} stay on the study's objectives "
+                     f"({', '.join(study.objectives)})")
     status = _status([r.status for r in study.runs])
     trial_status = _status([t.state for t in study.trials]) if study.trials else {}
     if not study.runs:
@@ -661,18 +670,22 @@ def analyse(study: StudyData, engine: Any = None, by: str | None = None, baselin
         notes=notes,
         deconstruct_version=study.deconstruct_version,
         torch_version=study.torch_version,
+        metric=metric,
+        metric_direction=study.metric_direction if metric is not None else None,
     )
 
 
 def build_report(names: list[str], storage: str | None = None, by: str | None = None,
-                 baseline: str | None = None) -> Report:
-    """Read studies ``names`` from ``storage`` and analyse them (nothing is trained or written)."""
+                 baseline: str | None = None, metric: str | None = None) -> Report:
+    """Read studies ``names`` from ``storage`` and analyse them (nothing is trained or written). ``metric``:
+    report this per-run value (a dc_run column or a key of the runs' ``metrics``) instead of the first
+    objective; importances and the Pareto front stay on the study's objectives."""
     from deconstruct.report._load import load_studies, storage_url
 
     if baseline is not None and by is None:
         raise DeconstructError("--baseline needs --by AXIS (the axis whose value it names)")
     url = storage_url(storage)
-    data, engine = load_studies(list(names), url)  # unknown names fail before any work
+    data, engine = load_studies(list(names), url, metric)  # unknown names/metric fail before any work
     try:
         if by is not None and len(data) > 1:  # side by side: an axis only some studies searched is a note
             if not any(any(a == by or a.endswith("." + by) for a in axes_of(d)[0]) for d in data):

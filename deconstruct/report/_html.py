@@ -206,9 +206,9 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     if s.pareto is not None:
         out.append(f"<h3>Pareto front ({escape(' vs '.join(s.objectives[:2]))})</h3>")
         x_name, y_name = s.objectives[1], s.objectives[0]
-        points = [Point(c.other[x_name], c.objective.estimate, c.label, colors[c.config_hash], c.pareto)  # type: ignore[arg-type]
+        points = [Point(c.other[x_name], c.other[y_name], c.label, colors[c.config_hash], c.pareto)  # type: ignore[arg-type]
                   for c in s.configurations
-                  if c.objective.estimate is not None and c.other.get(x_name) is not None]
+                  if c.other.get(y_name) is not None and c.other.get(x_name) is not None]
         svg = scatter_chart(points, title="Pareto front", xlabel=x_name, ylabel=y_name)
         out.append(_figure(svg, "pareto", "Each configuration at its mean over seeds; outlined points (★) are "
                                           "not dominated on " + " and ".join(

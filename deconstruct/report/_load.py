@@ -32,11 +32,39 @@ class StudyData:
     trials: list[Any] = field(default_factory=list)  # deconstruct.store.TrialInfo, by number
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)  # run id -> [(step, value)]
     curve_metric: str = "val_loss"
+    #: ``--metric``: the per-run value every table reports (None: the first objective)
+    metric: str | None = None
     #: run id -> [(layer, head, name, value)] from dc_diagnostic (head -1: a per-layer value)
     diagnostics: dict[int, list[tuple[int, int, str, float]]] = field(default_factory=dict)
     storage: str = DEFAULT_STORAGE
     deconstruct_version: str = ""
     torch_version: str = ""
+
+    @property
+    def metric_name(self) -> str:
+        """What the tables report: ``--metric``, else the first objective."""
+        return self.metric or self.objectives[0]
+
+    @property
+    def metric_direction(self) -> str:
+        return metric_direction(self.metric_name, self.objectives, self.directions)
+
+
+def metric_direction(name: str, objectives: list[str], directions: list[str]) -> str:
+    """The study's direction when ``name`` is one of its objectives; else ``maximize`` for accuracies and
+    ``minimize`` otherwise (losses, bits per byte, parameters, FLOPs, seconds)."""
+    if name in objectives:
+        return directions[objectives.index(name)]
+    return "maximize" if "accuracy" in name else "minimize"
+
+
+def available_metrics(runs: list[Any]) -> list[str]:
+    """Every per-run value at least one run has: dc_run columns, then keys of the runs' ``metrics``."""
+    from deconstruct.store._store import RUN_COLUMNS
+
+    cols = [c for c in RUN_COLUMNS if any(r.value(c) is not None for r in runs)]
+    keys = sorted({k for r in runs for k, v in (r.metrics or {}).items() if isinstance(v, (int, float))})
+    return cols + [k for k in keys if k not in cols]
 
 
 def storage_url(storage: str | None) -> str:
@@ -62,9 +90,10 @@ def _pick_curves(curves: dict[int, dict[str, list[tuple[int, float]]]], objectiv
     return metric, {run_id: per_run[metric] for run_id, per_run in curves.items() if metric in per_run}
 
 
-def load_studies(names: list[str], url: str) -> tuple[list[StudyData], Any]:
+def load_studies(names: list[str], url: str, metric: str | None = None) -> tuple[list[StudyData], Any]:
     """Studies ``names`` from the storage at ``url``, and an engine on it (for Optuna's tables). Unknown
-    names raise :class:`StudyNotFound` before anything else is read."""
+    names raise :class:`StudyNotFound` before anything else is read; a ``metric`` no run of a study has
+    raises :class:`DeconstructError` listing the metrics its runs have."""
     from deconstruct.store import Store
     from deconstruct.store import StudyNotFound as StoreStudyNotFound
 
@@ -75,11 +104,17 @@ def load_studies(names: list[str], url: str) -> tuple[list[StudyData], Any]:
         raise StudyNotFound(str(exc)) from None
     out = []
     for info in infos:
-        metric, curves = _pick_curves(store.curves(info.name), (info.objectives or ["val_loss"])[0])
+        objectives = list(info.objectives or ["val_loss"])
+        runs = store.runs(info.name)
+        if metric is not None and runs and not any(r.value(metric) is not None for r in runs):
+            store.engine.dispose()
+            raise DeconstructError(f"no run of study {info.name!r} has metric {metric!r}; its runs have: "
+                                   f"{', '.join(available_metrics(runs)) or 'none'}")
+        curve_metric, curves = _pick_curves(store.curves(info.name), metric or objectives[0])
         out.append(StudyData(
-            name=info.name, spec=info.spec or {}, objectives=list(info.objectives or ["val_loss"]),
-            directions=list(info.directions or ["minimize"]), runs=store.runs(info.name),
-            trials=store.trials(info.name), curves=curves, curve_metric=metric,
+            name=info.name, spec=info.spec or {}, objectives=objectives, metric=metric,
+            directions=list(info.directions or ["minimize"]), runs=runs,
+            trials=store.trials(info.name), curves=curves, curve_metric=curve_metric,
             diagnostics=store.diagnostics(info.name), storage=url,
             deconstruct_version=info.deconstruct_version or "", torch_version=info.torch_version or "",
         ))

@@ -251,8 +251,9 @@ def to_data(report: Report) -> dict[str, Any]:
             "storage": s.storage,
             "objectives": s.objectives,
             "directions": s.directions,
-            "objective": s.objective,
+            "objective": s.objective,  # what the tables report: --metric, else the first objective
             "direction": s.direction,
+            "metric": s.metric,
             "axes": s.axes,
             "runs": {"total": sum(s.status.values()), **s.status},
             "trials": {"total": sum(s.trial_status.values()), **s.trial_status} if s.trial_status else None,
@@ -355,8 +356,7 @@ def pareto_table(s: StudyReport) -> tuple[list[str], list[list[str]]] | None:
     if s.pareto is None:
         return None
     head = ["configuration"] + [f"{o} ({d})" for o, d in zip(s.objectives, s.directions, strict=True)]
-    rows = [[c.label, fmt_objective(s.objective, c.objective.estimate)]
-            + [fmt_objective(o, c.other.get(o)) for o in s.objectives[1:]] for c in s.pareto]
+    rows = [[c.label] + [fmt_objective(o, c.other.get(o)) for o in s.objectives] for c in s.pareto]
     return head, rows
 
 
@@ -421,6 +421,8 @@ def summary_line(s: StudyReport) -> str:
     runs = sum(st.values())
     parts = [f"{st[k]} {k}" for k in ("completed", "pruned", "failed", "running") if st.get(k)]
     objective = ", ".join(f"{o} ({d})" for o, d in zip(s.objectives, s.directions, strict=True))
+    if s.metric is not None:
+        objective += f" · reporting {s.metric} ({s.direction})"
     trials = ""
     if s.trial_status:
         ts = s.trial_status
