@@ -64,7 +64,18 @@ def _files_or_error(corpus: str) -> list[Path]:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DECONSTRUCT_CACHE", Path.home() / ".cache" / "deconstruct"))
+    """``$DECONSTRUCT_CACHE``, else ``$XDG_CACHE_HOME/deconstruct`` or ``~/.cache/deconstruct``; the system
+    temporary directory when that cannot be created (a read-only or missing home)."""
+    if "DECONSTRUCT_CACHE" in os.environ:
+        return Path(os.environ["DECONSTRUCT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deconstruct"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    except OSError:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "deconstruct-cache"
 
 
 def load_corpus(corpus: str, max_bytes: int | None = None) -> torch.Tensor:
