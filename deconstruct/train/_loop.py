@@ -27,7 +27,11 @@ EVAL_SEED = 1234  # validation windows are drawn from this seed: identical acros
 
 
 class Callback(Protocol):
-    """Hooks into a run; every method is optional. Raising stops the run (pruning does exactly that)."""
+    """Hooks into a run; every method is optional. Raising stops the run (pruning does exactly that).
+
+    ``on_start`` receives the run's shape (steps, params, device, tokens_per_step) and the live objects
+    (``model``, trained in place; ``val_batches``; ``autocast``) for callers that inspect the trained model.
+    """
 
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_step(self, step: int, loss: float, tokens_per_second: float) -> None: ...
@@ -189,7 +193,8 @@ def train(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
-    info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T}
+    info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T,
+            "model": model, "val_batches": val_batches, "autocast": amp}
     if callback is not None and hasattr(callback, "on_start"):
         callback.on_start(info)
     on_step = getattr(callback, "on_step", None)
