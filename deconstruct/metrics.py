@@ -1,0 +1,132 @@
+"""Every per-run metric, listed once: where it is stored, its aliases, its direction and how it is shown.
+
+The store's column list, the study runner's known objectives, ``train --format json``, the report's
+``--metric`` handling and every table read from this one table. A task (or a plugin's task) declares the
+metrics it produces with :func:`declare`; a name nobody declared is treated as a loss-like value
+(minimised, shown with four decimals) and reported as such.
+
+    >>> get("flops").name
+    'flops_per_token'
+    >>> direction("accuracy")
+    'maximize'
+    >>> show("params", 221760.0)
+    '221,760'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["minimize", "maximize"]
+Kind = Literal["loss", "count", "rate", "seconds", "fraction", "text"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-run value.
+
+    ``column``: stored as a column of ``dc_run`` (else as a key of the run's ``metrics`` JSON).
+    ``kind``: how it is displayed — ``loss`` (4 decimals), ``count`` (a whole number), ``rate`` (per second),
+    ``seconds``, ``fraction`` (0..1, e.g. accuracy), ``text``.
+    ``task``: the task that produces it (``None``: every run has it).
+    """
+
+    name: str
+    direction: Direction = "minimize"
+    kind: Kind = "loss"
+    column: bool = False
+    aliases: tuple[str, ...] = ()
+    task: str | None = None
+    help: str = ""
+
+
+_TABLE: dict[str, Metric] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def declare(metric: Metric) -> Metric:
+    """Add ``metric`` to the table (tasks and plugins call this for metrics of their own). Declaring the
+    same name again with the same definition is a no-op; a different definition is an error."""
+    old = _TABLE.get(metric.name)
+    if old is not None and old != metric:
+        raise ValueError(f"metric {metric.name!r} is already declared differently ({old})")
+    _TABLE[metric.name] = metric
+    for alias in metric.aliases:
+        _ALIASES[alias] = metric.name
+    return metric
+
+
+for _m in (
+    Metric("val_loss", column=True, help="validation loss (mean per labelled position)"),
+    Metric("params", kind="count", column=True, help="trainable parameters"),
+    Metric("flops_per_token", kind="count", column=True, aliases=("flops",),
+           help="analytic forward FLOPs per token"),
+    Metric("tokens", kind="count", column=True, help="training tokens seen"),
+    Metric("tokens_per_second", direction="maximize", kind="rate", column=True, help="training throughput"),
+    Metric("peak_memory_bytes", kind="count", column=True, help="peak accelerator memory"),
+    Metric("wall_seconds", kind="seconds", column=True, help="wall time of the run, set-up included"),
+    Metric("steps", kind="count", column=True, help="optimizer steps taken"),
+    Metric("train_seconds", kind="seconds", aliases=("seconds",), help="training time"),
+    Metric("skip_val_loss", help="validation loss with the relaxed layers removed (the paper's skip evaluation)"),
+    Metric("bits_per_byte", task="lm", help="validation loss in bits per byte of text"),
+    Metric("accuracy", direction="maximize", kind="fraction", help="accuracy on labelled positions"),
+):
+    declare(_m)
+
+
+def canonical(name: str) -> str:
+    """The metric's own name for ``name`` (an alias such as ``flops`` or ``seconds`` resolves)."""
+    return _ALIASES.get(name, name)
+
+
+def get(name: str) -> Metric:
+    """The declared metric called ``name`` (or an alias of it); undeclared names get the default entry
+    (a loss-like value in the run's metrics JSON)."""
+    name = canonical(name)
+    return _TABLE.get(name) or Metric(name)
+
+
+def is_declared(name: str) -> bool:
+    return canonical(name) in _TABLE
+
+
+def all_metrics() -> list[Metric]:
+    return list(_TABLE.values())
+
+
+def columns() -> tuple[str, ...]:
+    """The metrics stored as ``dc_run`` columns, in table order."""
+    return tuple(m.name for m in _TABLE.values() if m.column)
+
+
+def direction(name: str) -> Direction:
+    return get(name).direction
+
+
+def show(name: str, value: float | None, digits: int = 4) -> str:
+    """``value`` as tables show metric ``name``: counts as whole numbers with separators, the rest with
+    ``digits`` decimals (or significant digits when very large or small); ``—`` for a missing value."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    kind = get(name).kind
+    if kind == "count":
+        return f"{round(value):,}"
+    if kind == "rate":
+        return human(value)
+    if kind == "seconds":
+        return f"{value:.1f}"
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}g}"
+
+
+def human(x: float | None) -> str:
+    """A large number with a unit suffix: 221760 → ``221.76k``; ``—`` for a missing value."""
+    if x is None:
+        return "—"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.3g}"
