@@ -71,6 +71,13 @@ class Entry:
     paper: str = ""
     preset: Mapping[str, Any] | None = None
     patterns: tuple[str, ...] = ("causal_self",)
+    version: str = "?"  # the providing plugin's version, filled in by the registry at registration
+
+    def make(self, *args: Any) -> Any:
+        """Call ``build`` (a mixer's with ``(ctx, options)``, a task's with ``(options)``)."""
+        if self.build is None:
+            raise PluginError(f"{self.kind} {self.name!r} is a preset of {self.preset and self.preset['kind']!r}: build that")
+        return self.build(*args)
 
     @property
     def doc(self) -> str:
@@ -122,7 +129,7 @@ class Registry:
             key = (kind, name)
             self.conflicts[key] = (*self.conflicts.get(key, (table[name].plugin,)), plugin)
             return
-        table[name] = Entry(kind=kind, name=name, plugin=plugin, **kw)
+        table[name] = Entry(kind=kind, name=name, plugin=plugin, version=self.plugin_version(plugin), **kw)
 
     def register_callback(self, kind: Kind, plugin: str) -> Callable[..., None]:
         def register(name: str, **kw: Any) -> None:
@@ -356,23 +363,25 @@ def add_plugin_commands(app: Any, registry: Registry | None = None) -> None:
             reg._disable(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
 
 
-def plugins_for(resolved: Any, registry: Registry | None = None) -> list[dict[str, Any]]:
+def plugins_for(resolved: Any) -> list[dict[str, Any]]:
     """The plugins that provide what a resolved spec uses — every layer's mixer (and the presets it goes
     through), channel mixer, and the task — in order of first use, as
     ``[{"name": …, "version": …, "provides": ["mixer:attention", "task:stdlib", …]}]`` (``provides`` sorted).
-    Stored with every run, so a result can be traced to the code that produced it."""
-    reg = registry or get_registry()
+    Stored with every run, so a result can be traced to the code that produced it. Read from the entries
+    resolution kept (:attr:`LayerPlan.mixer_entries` …), so no name is looked up again."""
     provides: dict[str, set[str]] = {}  # plugin -> "kind:name"; dicts keep the order of first use
+    versions: dict[str, str] = {}
 
     def add(entry: Entry) -> None:
         provides.setdefault(entry.plugin, set()).add(f"{entry.kind}:{entry.name}")
+        versions.setdefault(entry.plugin, entry.version)
 
     for plan in resolved.layers:
-        for entry in reg.chain(plan.mixer):
+        for entry in plan.mixer_entries:
             add(entry)
-        add(reg.get("channel_mixer", plan.channel_mixer))
-    add(reg.get("task", resolved.spec.task.name))
-    return [{"name": n, "version": reg.plugin_version(n), "provides": sorted(v)} for n, v in provides.items()]
+        add(plan.channel_entry)
+    add(resolved.task_entry)
+    return [{"name": n, "version": versions[n], "provides": sorted(v)} for n, v in provides.items()]
 
 
 @lru_cache(maxsize=1)

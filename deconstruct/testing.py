@@ -100,7 +100,7 @@ class MixerCase:
         plan = resolved.layers[0]
         ctx = resolved.context(plan)
         torch.manual_seed(seed)
-        module: Any = self.get_registry().get("mixer", plan.base).build(ctx, plan.options)
+        module: Any = plan.mixer_entry.make(ctx, plan.options)
         assert module is not None, f"mixer {self.name!r}: build returned None"
         assert isinstance(module, torch.nn.Module), f"mixer {self.name!r}: build returned {type(module).__name__}, not an nn.Module"
         init = getattr(module, "init_weights", None)  # as the Transformer does after its own init
@@ -246,7 +246,7 @@ def check_spec(case: MixerCase) -> None:
             f"mixer {case.name!r}: the config hash is not stable"
         )
         with torch.device("meta"):
-            model = build_model(resolved, registry=case.get_registry())
+            model = build_model(resolved)
         params = model.num_params()
         flops = model.flops_per_token(case.seq_len)
         assert params > 0 and isinstance(flops, int) and flops > 0, (
@@ -271,7 +271,7 @@ def check_trains(case: MixerCase) -> None:
 
     from deconstruct.train import train
 
-    result = train(case.resolved(), seed=0, registry=case.get_registry(), device=case.device)
+    result = train(case.resolved(), seed=0, device=case.device)
     assert result.steps == case.train_steps, f"mixer {case.name!r}: trained {result.steps} of {case.train_steps} steps"
     assert math.isfinite(result.val_loss), f"mixer {case.name!r}: validation loss is {result.val_loss}"
 

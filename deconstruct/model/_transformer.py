@@ -1,7 +1,8 @@
 """The decoder-only Transformer that every spec builds (nanoGPT-sized and -styled).
 
-Pre-norm blocks: x = x + mixer(norm1(x)); x = x + channel(norm2(x)). The token mixer of each block comes
-from the registry by name — standard attention included — so no variant is special-cased here. A mixer may
+Pre-norm blocks: x = x + mixer(norm1(x)); x = x + channel(norm2(x)). The token mixer of each block is built
+from the registry entry its layer plan resolved — standard attention included — so no variant is
+special-cased here. A mixer may
 ask for its queries/keys from another stream by setting ``qk_source``:
 
 - ``hidden``      its own input (standard);
@@ -21,7 +22,7 @@ two slots, so the token path does no extra work.
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import nn
@@ -36,13 +37,13 @@ FIXED_STREAMS = ("random", "fixed_text")
 class Block(nn.Module):
     """One pre-norm block: token mixer then channel mixer, each with a residual connection."""
 
-    def __init__(self, ctx: MixerContext, plan: LayerPlan, registry: Any, norm: str):
+    def __init__(self, ctx: MixerContext, plan: LayerPlan, norm: str):
         super().__init__()
         self.plan = plan
         self.norm1 = make_norm(norm, ctx.d_model, ctx.bias)
-        self.mixer = registry.get("mixer", plan.base).build(ctx, plan.options)
-        channel_entry = registry.get("channel_mixer", plan.channel_mixer)
-        channel = channel_entry.build(ctx, plan.channel_options)
+        self.mixer = plan.mixer_entry.make(ctx, plan.options)
+        assert plan.channel_entry is not None  # set by resolve()
+        channel = plan.channel_entry.make(ctx, plan.channel_options)
         self.channel = channel
         self.norm2 = make_norm(norm, ctx.d_model, ctx.bias) if channel is not None else None
         self.qk_source: str = getattr(self.mixer, "qk_source", "hidden")
@@ -66,15 +67,10 @@ class Transformer(nn.Module):
         self,
         resolved: ResolvedSpec,
         vocab_size: int,
-        registry: Any = None,
         fixed_tokens: torch.Tensor | None = None,
         io: tuple[nn.Module, nn.Module] | None = None,
     ):
         super().__init__()
-        if registry is None:
-            from deconstruct.plugins import get_registry
-
-            registry = get_registry()
         m = resolved.spec.model
         ctx0 = resolved.context(1)
         self.d_model, self.vocab_size, self.max_seq_len = m.d_model, vocab_size, ctx0.max_seq_len
@@ -83,7 +79,7 @@ class Transformer(nn.Module):
         self.wte: nn.Module = nn.Embedding(vocab_size, m.d_model) if io is None else io[0]
         self.wpe = nn.Embedding(self.max_seq_len, m.d_model) if m.positions == "learned" else None
         self.drop = nn.Dropout(m.dropout)
-        self.blocks = nn.ModuleList(Block(resolved.context(p), p, registry, m.norm) for p in resolved.layers)
+        self.blocks = nn.ModuleList(Block(resolved.context(p), p, m.norm) for p in resolved.layers)
         self.norm_f = make_norm(m.norm, m.d_model, m.bias)
         self.head: nn.Module = nn.Linear(m.d_model, vocab_size, bias=False) if io is None else io[1]
         if m.tie_embeddings and io is None:
@@ -192,14 +188,14 @@ class Transformer(nn.Module):
         return int(total)
 
 
-def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, registry: Any = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
+def build_model(resolved: ResolvedSpec, vocab_size: int | None = None, fixed_tokens: torch.Tensor | None = None) -> Transformer:
     """Build the Transformer a resolved spec describes (on the CPU, in fp32). The task options' ``io``
     (if any) supplies the read-in/read-out for non-token inputs; built here, so ``spec check`` counts them."""
     options = cast(TaskOptions, resolved.task_options)
     io_fn = getattr(options, "io", None)
     io = io_fn(resolved.spec.model.d_model) if io_fn is not None else None
     if io is not None:
-        return Transformer(resolved, 0, registry=registry, fixed_tokens=fixed_tokens, io=io)
+        return Transformer(resolved, 0, fixed_tokens=fixed_tokens, io=io)
     if vocab_size is None:
         vocab_size = int(options.vocab_size)
-    return Transformer(resolved, vocab_size, registry=registry, fixed_tokens=fixed_tokens)
+    return Transformer(resolved, vocab_size, fixed_tokens=fixed_tokens)

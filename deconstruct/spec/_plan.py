@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from deconstruct.plugins import Entry
     from deconstruct.tasks import TaskOptions
 
 
@@ -46,6 +47,15 @@ class LayerPlan:
     standard: bool  # equals the spec's standard mixer (False: a relaxed layer)
     channel_mixer: str
     channel_options: BaseModel | None
+    # The registry entries resolution found, so building and tracing never look the names up again.
+    # Not part of the configuration: excluded from describe()/config(), the hash and equality.
+    mixer_entries: tuple[Entry, ...] = field(default=(), compare=False, repr=False)  # the spec's name … base
+    channel_entry: Entry | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def mixer_entry(self) -> Entry:
+        """The buildable mixer (the end of the preset chain)."""
+        return self.mixer_entries[-1]
 
     def options_dict(self) -> dict[str, Any]:
         return self.options.model_dump(mode="json")
@@ -70,6 +80,7 @@ class ResolvedSpec:
     task_options: BaseModel
     source: str = ""  # original YAML text ("" when built in code)
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    task_entry: Entry | None = field(default=None, compare=False, repr=False)  # as for LayerPlan's entries
 
     @property
     def name(self) -> str:

@@ -128,8 +128,10 @@ def _check_options(
 
 def _resolve_mixer(
     ms: MixerSpec, where: _Where, path: Path_, registry: Any
-) -> tuple[str, str, BaseModel, Any]:
+) -> tuple[str, str, BaseModel, tuple[Any, ...]]:
+    """(the spec's name, the buildable base, validated options, the entries from the name down to the base)."""
     try:
+        chain = tuple(registry.chain(ms.kind))
         entry, fixed = registry.resolve_mixer(ms.kind)
     except PluginError as exc:
         raise where.error(str(exc), path + ("kind",)) from None
@@ -141,7 +143,7 @@ def _resolve_mixer(
                 path + (key,),
             )
     opts = _check_options(entry.options, {**fixed, **user}, where, path)
-    return ms.kind, entry.name, opts, entry
+    return ms.kind, entry.name, opts, chain
 
 
 def resolve(spec: Spec, *, where: _Where | None = None, registry: Any = None, source: str = "", overrides: tuple[str, ...] = ()) -> ResolvedSpec:
@@ -204,11 +206,12 @@ def resolve(spec: Spec, *, where: _Where | None = None, registry: Any = None, so
     ch_opts = _check_options(ch_entry.options, m.channel_mixer.options, where, ("model", "channel_mixer"))
 
     plans = []
-    cache: dict[Path_, tuple[str, str, BaseModel, Any]] = {}
+    cache: dict[Path_, tuple[str, str, BaseModel, tuple[Any, ...]]] = {}
     for i, (ms, path) in enumerate(chosen, start=1):
         if path not in cache:
             cache[path] = _resolve_mixer(ms, where, path, registry)
-        name, base, opts, entry = cache[path]
+        name, base, opts, chain = cache[path]
+        entry = chain[-1]
         need = "causal_self" if causal else "noncausal_self"
         if need not in entry.patterns:
             raise where.error(
@@ -224,9 +227,13 @@ def resolve(spec: Spec, *, where: _Where | None = None, registry: Any = None, so
                 standard=(base == standard_base and opts == standard_opts),
                 channel_mixer=ch_entry.name,
                 channel_options=ch_opts,
+                mixer_entries=chain,
+                channel_entry=ch_entry,
             )
         )
-    resolved = ResolvedSpec(spec=spec, layers=tuple(plans), task_options=task_opts, source=source, overrides=overrides)
+    resolved = ResolvedSpec(
+        spec=spec, layers=tuple(plans), task_options=task_opts, source=source, overrides=overrides, task_entry=task_entry
+    )
 
     # mixer-specific compatibility checks (a sentence, never an assert deep in the model)
     for plan in plans:

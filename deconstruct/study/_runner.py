@@ -352,7 +352,6 @@ class StudyRunner:
         heartbeat_interval: int | None = None,
         grace_period: int | None = None,
         device: str | None = None,
-        registry: Any = None,
     ):
         import optuna
 
@@ -360,7 +359,7 @@ class StudyRunner:
         from deconstruct.spec import load_spec
 
         self.events = events or StudyEvents()
-        self.registry = registry or get_registry()
+        self.registry = get_registry()  # what resolution (spec and search space) looks names up in
         self.base = normalize(copy.deepcopy(data))
         resolved = load_spec(self.base, registry=self.registry)
         self.spec = resolved.spec
@@ -455,7 +454,7 @@ class StudyRunner:
 
         key = json.dumps([resolved.spec.task.name, resolved.task_options.model_dump(mode="json")], sort_keys=True)
         if key not in self._tasks:
-            self._tasks[key] = build_task(resolved, self.registry)
+            self._tasks[key] = build_task(resolved)
         return self._tasks[key]
 
     def _check_objectives(self, resolved: Any) -> None:
@@ -743,13 +742,13 @@ class StudyRunner:
         task = self._task(resolved)
         run_id = self.store.add_run(
             self.info.id, trial.number, seed, config_hash=resolved.config_hash(), config=resolved.config(),
-            search_params=sample.params, versions=self.versions, plugins=plugins_for(resolved, self.registry), host=HOST,
+            search_params=sample.params, versions=self.versions, plugins=plugins_for(resolved), host=HOST,
         )
         callback = _RunCallback(self, trial, run_id, k, steps, prior, seed)
         tick = time.perf_counter()
         try:
             result = train(resolved, seed=seed, callback=callback, task=task, skip_relaxed=self.skip_relaxed,
-                           registry=self.registry, device=self.device)
+                           device=self.device)
         except optuna.TrialPruned as exc:
             self.store.finish_run(run_id, "pruned", error=str(exc), wall_seconds=time.perf_counter() - tick)
             self.events.on_run_end(trial.number, seed, "pruned", str(exc))

@@ -100,12 +100,10 @@ def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> 
     )
 
 
-def build_task(resolved: ResolvedSpec, registry: Any = None) -> Any:
-    if registry is None:
-        from deconstruct.plugins import get_registry
-
-        registry = get_registry()
-    return registry.get("task", resolved.spec.task.name).build(resolved.task_options)
+def build_task(resolved: ResolvedSpec) -> Any:
+    """The task a resolved spec names, built from the registry entry resolution kept."""
+    assert resolved.task_entry is not None  # set by resolve()
+    return resolved.task_entry.make(resolved.task_options)
 
 
 def token_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -169,7 +167,6 @@ def train(
     callback: Any = None,
     skip_relaxed: bool = False,
     task: Any = None,
-    registry: Any = None,
     device: str | None = None,
     with_diagnostics: bool = True,
 ) -> TrainResult:
@@ -177,8 +174,8 @@ def train(
     t = resolved.spec.train
     dev = pick_device(device or t.device)
     torch.manual_seed(seed)
-    task = task if task is not None else build_task(resolved, registry)
-    model = build_model(resolved, task.vocab_size, registry=registry, fixed_tokens=task.fixed_tokens(task.seq_len)).to(dev)
+    task = task if task is not None else build_task(resolved)
+    model = build_model(resolved, task.vocab_size, fixed_tokens=task.fixed_tokens(task.seq_len)).to(dev)
     model.train()
     opt = make_optimizer(model, t, dev)
     amp = autocast_for(dev, t.precision)

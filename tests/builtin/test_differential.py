@@ -182,7 +182,7 @@ def test_lambda_init_per_layer_in_a_built_model():
 
     case = MixerCase("differential", {}, registry=registry_with(PLUGINS))
     resolved = load_spec(case.spec(layers=4), registry=case.get_registry())
-    model = build_model(resolved, registry=case.get_registry())
+    model = build_model(resolved)
     expected = [0.2, 0.8 - 0.6 * math.exp(-0.3), 0.8 - 0.6 * math.exp(-0.6), 0.8 - 0.6 * math.exp(-0.9)]
     got = [b.mixer.lambda_init for b in model.blocks]
     assert got == pytest.approx(expected, abs=1e-12)

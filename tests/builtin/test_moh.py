@@ -128,7 +128,7 @@ def test_causal_output_and_model_aux_loss():
     spec = {"name": "moh", "task": {"name": "lm", "corpus": "stdlib", "max_bytes": 50_000, "seq_len": 16},
             "model": {"d_model": 16, "layers": 2, "heads": 4, "mixer": {"kind": "moh"}}}
     registry = registry_with((moh,))
-    model = build_model(load_spec(spec, registry=registry), registry=registry)
+    model = build_model(load_spec(spec, registry=registry))
     idx = torch.randint(0, 256, (2, 16))
     model.train()
     model(idx)

@@ -127,3 +127,20 @@ def test_config_hash_ignores_seeds_but_not_model(tiny):
     a = load_spec(tiny).config_hash()
     assert load_spec(tiny, ["train.seeds=[5, 6]"]).config_hash() == a
     assert load_spec(tiny, ["model.layers=3"]).config_hash() != a
+
+
+def test_resolution_keeps_the_entries_it_found_outside_the_config(tiny):
+    from deconstruct.plugins import get_registry
+
+    tiny["model"].update(layers=2, mixer="mlp", standard="standard", standard_layers=[1])
+    r = load_spec(tiny)
+    reg = get_registry()
+    # layer 1 uses the preset "standard", which builds on "attention"
+    assert [e.name for e in r.layers[0].mixer_entries] == ["standard", "attention"]
+    assert r.layers[0].mixer_entry is reg.get("mixer", "attention")
+    assert r.layers[1].mixer_entry is reg.get("mixer", "mlp")
+    assert r.layers[1].channel_entry is reg.get("channel_mixer", "mlp")
+    assert r.task_entry is reg.get("task", "lm")
+    config = repr(r.config())  # plain data: no entry (nor its build function) leaks into what is stored
+    assert "Entry" not in config and "function" not in config
+    assert "mixer_entries" not in repr(r.layers[0])
