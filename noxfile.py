@@ -48,5 +48,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_params=["--system-site-packages"])
 def typecheck(session: nox.Session) -> None:
+    """mypy on the package and on what ships inside it from plugins/builtin and kernels/."""
     _install(session)
-    session.run("mypy", "deconstruct")
+    session.run("mypy", "deconstruct", "plugins/builtin", "kernels")

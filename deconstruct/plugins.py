@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pluggy
 
@@ -58,31 +58,61 @@ _REGISTER_HOOKS: tuple[tuple[str, Kind], ...] = (
 )
 
 
+#: ``build="package.module:Attribute"``: imported on first build, so a hook module never imports torch.
+_IMPORT_STRING = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def _import_target(target: str) -> Callable[..., Any]:
+    """``"package.module:Attr.sub"`` -> the object it names (what a string ``build`` stands for)."""
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target!r} is a {type(obj).__name__}, not a class or function")
+    return cast("Callable[..., Any]", obj)
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One registered name. A preset has ``preset`` set (its base kind and fixed options) and no build."""
+    """One registered name. A preset has ``preset`` set (its base kind and fixed options) and no build.
+
+    ``build`` is a callable or an import string ``"package.module:Class"``, imported by :meth:`make` on first
+    use. ``mixes_tokens`` (mixers only) is False for a token-wise mixer such as ``mlp``, which never lets
+    one position see another; a preset mixes tokens as its base does (:meth:`Registry.mixes_tokens`)."""
 
     kind: Kind
     name: str
     plugin: str
-    build: Callable[..., Any] | None = None
+    build: Callable[..., Any] | str | None = None
     options: type | None = None
     summary: str = ""
     paper: str = ""
     preset: Mapping[str, Any] | None = None
     patterns: tuple[str, ...] = ("causal_self",)
+    mixes_tokens: bool = True
     version: str = "?"  # the providing plugin's version, filled in by the registry at registration
 
     def make(self, *args: Any) -> Any:
-        """Call ``build`` (a mixer's with ``(ctx, options)``, a task's with ``(options)``)."""
-        if self.build is None:
+        """Call ``build`` (a mixer's with ``(ctx, options)``, a task's with ``(options)``), importing an
+        import string first."""
+        build = self.build
+        if build is None:
             raise PluginError(f"{self.kind} {self.name!r} is a preset of {self.preset and self.preset['kind']!r}: build that")
-        return self.build(*args)
+        if isinstance(build, str):
+            try:
+                build = _import_target(build)
+            except Exception as exc:  # the plugin's own bug, said in one line with whose it is
+                raise PluginError(
+                    f"{self.kind} {self.name!r} of plugin {self.plugin!r}: cannot import build={build!r}: "
+                    f"{type(exc).__name__}: {_one_line(str(exc))}"
+                ) from None
+        return build(*args)
 
     @property
     def doc(self) -> str:
-        """The summary, else the first line of ``build``'s docstring."""
-        if self.summary:
+        """The summary, else the first line of ``build``'s docstring (not imported for: an import string)."""
+        if self.summary or isinstance(self.build, str):
             return self.summary
         lines = (getattr(self.build, "__doc__", None) or "").strip().splitlines()
         return lines[0] if lines else ""
@@ -112,9 +142,19 @@ class Registry:
     def _register(self, kind: Kind, plugin: str, name: str, **kw: Any) -> None:
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise PluginError(f"{plugin}: {kind} name {name!r} must be a non-empty string without spaces")
-        unknown = set(kw) - {"build", "options", "summary", "paper", "preset", "patterns"}
+        unknown = set(kw) - {"build", "options", "summary", "paper", "preset", "patterns", "mixes_tokens"}
         if unknown:
             raise PluginError(f"{plugin}: register({name!r}, …) got unknown keyword {sorted(unknown)[0]!r}")
+        build = kw.get("build")
+        if isinstance(build, str) and not _IMPORT_STRING.match(build):
+            raise PluginError(f"{plugin}: {kind} {name!r}: build={build!r} must be 'package.module:Class' (or a callable)")
+        if build is not None and not isinstance(build, str) and not callable(build):
+            raise PluginError(f"{plugin}: {kind} {name!r}: build must be a callable or 'package.module:Class', got {type(build).__name__}")
+        if "mixes_tokens" in kw:
+            if kind != "mixer" or kw.get("preset") is not None:
+                raise PluginError(f"{plugin}: {kind} {name!r}: mixes_tokens applies to a buildable mixer (a preset mixes as its base does)")
+            if not isinstance(kw["mixes_tokens"], bool):
+                raise PluginError(f"{plugin}: mixer {name!r}: mixes_tokens must be True or False")
         for p in kw.get("patterns", ()):
             if p not in PATTERNS:
                 raise PluginError(f"{plugin}: {kind} {name!r} declares unknown pattern {p!r} (one of {PATTERNS})")
@@ -216,6 +256,10 @@ class Registry:
         for entry in entries[:-1]:  # the outermost preset wins over the presets it builds on
             fixed = {**{k: v for k, v in entry.preset.items() if k != "kind"}, **fixed}  # type: ignore[union-attr]
         return entries[-1], fixed
+
+    def mixes_tokens(self, name: str) -> bool:
+        """Whether mixer ``name`` (a preset: its base) lets positions see each other (False: token-wise, like ``mlp``)."""
+        return self.chain(name)[-1].mixes_tokens
 
     def plugin_version(self, plugin: str) -> str:
         info = self.plugins.get(plugin)

@@ -57,6 +57,11 @@ class LayerPlan:
         """The buildable mixer (the end of the preset chain)."""
         return self.mixer_entries[-1]
 
+    @property
+    def mixes_tokens(self) -> bool:
+        """False for a token-wise mixer (``mlp``, or a plugin's declared ``mixes_tokens=False``)."""
+        return self.mixer_entry.mixes_tokens
+
     def options_dict(self) -> dict[str, Any]:
         return self.options.model_dump(mode="json")
 

@@ -82,14 +82,11 @@ class Attention(nn.Module):
         frozen = self.qk_mode == "frozen"
         trainable_rows = (0 if frozen else self.q_rows + self.k_rows) + self.v_rows
         self.qkv = nn.Linear(d, trainable_rows, bias=ctx.bias) if trainable_rows else None
-        if self.vo_mode != "identity":
-            self.out_proj = nn.Linear(H * self.Dv, d, bias=ctx.bias)
-        else:
-            self.out_proj = None
-        if frozen:  # Dong et al. 2025: random at init (initialised with the model), never trained
-            self.qk_frozen = nn.Linear(d, self.q_rows + self.k_rows, bias=ctx.bias).requires_grad_(False)
-        else:
-            self.qk_frozen = None
+        self.out_proj: nn.Linear | None = nn.Linear(H * self.Dv, d, bias=ctx.bias) if self.vo_mode != "identity" else None
+        # Dong et al. 2025 (frozen): random at init (initialised with the model), never trained
+        self.qk_frozen: nn.Linear | None = (
+            nn.Linear(d, self.q_rows + self.k_rows, bias=ctx.bias).requires_grad_(False) if frozen else None
+        )
         # rotary on queries/keys; non_approximate scores q_j·k_j at one position, which rotation leaves unchanged
         use_rope = ctx.positions == "rope" and self.form != "non_approximate"
         self.rotary = Rotary(self.Dqk, ctx.max_seq_len) if use_rope else None
@@ -105,11 +102,13 @@ class Attention(nn.Module):
             q_part, k_part = qk_part[..., : self.q_rows], qk_part[..., self.q_rows :]
             v_part = self.qkv(x) if self.qkv is not None else None
         elif qk is None:  # one fused matmul (the standard path), split three ways: one cat in backward
+            assert self.qkv is not None  # not frozen: the Q/K rows are trainable, so the fused projection exists
             parts = iter(self.qkv(x).split([r for r in (self.q_rows, self.k_rows, self.v_rows) if r], dim=-1))
             q_part = next(parts)
             k_part = next(parts) if self.k_rows else None
             v_part = next(parts) if self.v_rows else None
         else:  # queries/keys from another stream: the same weight, applied to two inputs
+            assert self.qkv is not None
             W, b = self.qkv.weight, self.qkv.bias
             qk_part = F.linear(src, W[:qk_rows], None if b is None else b[:qk_rows])
             q_part, k_part = qk_part[..., : self.q_rows], qk_part[..., self.q_rows :]
@@ -125,6 +124,7 @@ class Attention(nn.Module):
             k = k_part.view(Bs, T, self.Hkv, self.Dqk).transpose(1, 2)  # (B_s, H_kv, T, Dqk)
 
         if self.vo_mode == "separate":
+            assert v_part is not None  # separate values always have rows in the fused projection
             v = v_part.view(B, T, self.Hkv, self.D).transpose(1, 2)  # (B, H_kv, T, D)
         elif self.vo_mode == "collapsed":
             v = x.unsqueeze(1)  # (B, 1, T, d): every head mixes the whole input

@@ -61,6 +61,14 @@ def taylor_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.new_ones(*x.shape[:-1], 1), x / d**0.25, second], dim=-1)
 
 
+def _total(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Σ parts as a tensor (the builtin ``sum`` starts from the int 0)."""
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return out
+
+
 def _term_slices(d: int) -> list[slice]:
     """Where the zeroth, first and second-order terms sit in φ's last dimension."""
     return [slice(0, 1), slice(1, 1 + d), slice(1 + d, None)]
@@ -69,7 +77,7 @@ def _term_slices(d: int) -> list[slice]:
 def _combine(nums: list[torch.Tensor], dens: list[torch.Tensor], normalization: str) -> torch.Tensor:
     """nums[m] (…, T, D_v), dens[m] (…, T) for Taylor orders m = 0, 1, 2 → the output (…, T, D_v)."""
     if normalization == "single":  # one normaliser: Σ_m num_m / Σ_m den_m (a convex combination: 1+s+s²/2 > 0)
-        return sum(nums) / sum(dens).unsqueeze(-1)
+        return _total(nums) / _total(dens).unsqueeze(-1)
     # separate: each order normalised by its own weights. Order 1's weights s_ij are signed and may sum to
     # ~0, so they are divided by the zeroth-order normaliser (the number of keys) instead of their own sum.
     count = dens[0].unsqueeze(-1)
@@ -118,7 +126,7 @@ def taylor_attention(
 
         def finish(acc: list[torch.Tensor]) -> torch.Tensor:
             if normalization == "single":
-                acc = [sum(acc)]
+                acc = [_total(acc)]
             return _combine([a[..., :-1] for a in acc], [a[..., -1] for a in acc], normalization)
 
         if not causal:  # every query sees the whole sequence: one global state

@@ -46,23 +46,22 @@ class MoHAttention(Attention):
         self.balance_coef = options.balance_coef
         self.aux_loss: torch.Tensor | None = None
         d, bias = ctx.d_model, ctx.bias
-        if self.uniform:  # every gate is 1: no router at all (standard attention, same parameters)
-            self.w_shared = self.w_routed = self.w_mix = None
-        else:
-            self.w_routed = nn.Linear(d, self.h_routed, bias=bias)  # W_r
-            self.w_shared = nn.Linear(d, self.h_shared, bias=bias) if self.h_shared else None  # W_s
-            self.w_mix = nn.Linear(d, 2, bias=bias) if self.h_shared else None  # W_h
+        router = not self.uniform  # uniform: every gate is 1, no router at all (standard attention, same parameters)
+        self.w_routed: nn.Linear | None = nn.Linear(d, self.h_routed, bias=bias) if router else None  # W_r
+        self.w_shared: nn.Linear | None = nn.Linear(d, self.h_shared, bias=bias) if router and self.h_shared else None  # W_s
+        self.w_mix: nn.Linear | None = nn.Linear(d, 2, bias=bias) if router and self.h_shared else None  # W_h
 
     def route(self, x: torch.Tensor) -> Routing:
         """x (B, T, d) → the gates of every head for every token (router maps in x's dtype, softmax in fp32)."""
         B, T, _ = x.shape
         dt = torch.promote_types(x.dtype, torch.float32)  # fp32 at least (bf16 autocast), fp64 kept
+        assert self.w_routed is not None, "route() is for gated heads (uniform_gates has no router)"
         probs = self.w_routed(x).to(dt).softmax(-1)  # (B, T, h_r)
         top, idx = probs.topk(self.top_k, dim=-1)  # (B, T, k)
         top = top / top.sum(-1, keepdim=True) * self.top_k  # renormalise, ×k
         routed = torch.zeros_like(probs).scatter(-1, idx, top)
         selected = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, idx, True)
-        if self.h_shared:
+        if self.w_shared is not None and self.w_mix is not None:  # h_s > 0 shared heads
             shared = self.w_shared(x).to(dt).softmax(-1) * self.h_shared  # (B, T, h_s)
             alpha = 2 * self.w_mix(x).to(dt).softmax(-1)  # (B, T, 2)
         else:  # no shared heads: the routed gates as they are

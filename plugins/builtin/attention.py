@@ -115,17 +115,12 @@ class AttentionOptions(BaseModel):
             raise ValueError(f"positions: rope rotates pairs of query/key channels, so their width ({width}) must be even")
 
 
-def build_attention(ctx: Any, options: AttentionOptions) -> Any:
-    from deconstruct.builtin._attention import Attention
-
-    return Attention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "attention",
-        build=build_attention,
+        build="deconstruct.builtin._attention:Attention",
         options=AttentionOptions,
         summary="multi-head attention (standard by default); qk_source, form, qk, vo, kv_heads are principle switches",
         paper="Vaswani et al. 2017, arXiv 1706.03762; Ainslie et al. 2023, arXiv 2305.13245; "

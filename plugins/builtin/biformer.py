@@ -53,17 +53,12 @@ class BiFormerOptions(BaseModel):
         AttentionOptions().check(ctx)  # the heads' own constraints (rope needs an even head width)
 
 
-def build_biformer(ctx: Any, options: BiFormerOptions) -> Any:
-    from deconstruct.builtin._biformer import BiLevelRoutingAttention
-
-    return BiLevelRoutingAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "biformer",
-        build=build_biformer,
+        build="deconstruct.builtin._biformer:BiLevelRoutingAttention",
         options=BiFormerOptions,
         summary="bi-level routing attention: each query attends to the tokens of its top-k regions (by region-mean score)",
         paper="Zhu et al. 2023, BiFormer, arXiv 2303.08125",

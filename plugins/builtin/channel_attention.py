@@ -46,17 +46,12 @@ class ChannelAttentionOptions(BaseModel):
     )
 
 
-def build_channel_attention(ctx: Any, options: ChannelAttentionOptions) -> Any:
-    from deconstruct.builtin._channel_attention import ChannelAttention
-
-    return ChannelAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "channel_attention",
-        build=build_channel_attention,
+        build="deconstruct.builtin._channel_attention:ChannelAttention",
         options=ChannelAttentionOptions,
         summary="DaViT channel group attention: C_g×C_g softmax over channels per head group (non-causal only)",
         paper="Ding et al. 2022, DaViT, arXiv 2204.03645",

@@ -71,17 +71,12 @@ class DifferentialOptions(BaseModel):
             raise ValueError(f"positions: rope rotates pairs of query/key channels, so d_h ({ctx.head_dim}) must be even")
 
 
-def build_differential(ctx: Any, options: DifferentialOptions) -> Any:
-    from deconstruct.builtin._differential import DifferentialAttention
-
-    return DifferentialAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "differential",
-        build=build_differential,
+        build="deconstruct.builtin._differential:DifferentialAttention",
         options=DifferentialOptions,
         summary="differential attention (A_1 − λ·A_2)·V; signal_ratio r > 1 shares noise heads (GDA)",
         paper="Ye et al. 2024, Differential Transformer, arXiv 2410.05258; "

@@ -19,19 +19,14 @@ class MLPMixerOptions(BaseModel):
     width: int | None = Field(None, ge=1, description="hidden width w; default round(4d/3) (matches 4d² attention params)")
 
 
-def build_mlp_mixer(ctx: Any, options: MLPMixerOptions) -> Any:
-    from deconstruct.builtin._mlp import GLU
-
-    return GLU(ctx.d_model, options.width or round(4 * ctx.d_model / 3), bias=ctx.bias)
-
-
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "mlp",
-        build=build_mlp_mixer,
+        build="deconstruct.builtin._mlp:GLU.for_mixer",
         options=MLPMixerOptions,
         summary="no token mixing: a parameter-matched gated MLP per token",
         paper="Xue et al. 2025, Deconstructing Attention, arXiv 2510.11602",
         patterns=("causal_self", "noncausal_self"),
+        mixes_tokens=False,  # each position is transformed on its own: the report treats it as "no mixing"
     )

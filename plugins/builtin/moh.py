@@ -67,17 +67,12 @@ class MoHOptions(BaseModel):
         AttentionOptions().check(ctx)  # the standard heads' own constraints (rope needs an even head width)
 
 
-def build_moh(ctx: Any, options: MoHOptions) -> Any:
-    from deconstruct.builtin._moh import MoHAttention
-
-    return MoHAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "moh",
-        build=build_moh,
+        build="deconstruct.builtin._moh:MoHAttention",
         options=MoHOptions,
         summary="mixture-of-head attention: shared heads + top-k routed heads, gated per token before W_O",
         paper="Jin et al. 2024, MoH: Multi-Head Attention as Mixture-of-Head Attention, arXiv 2410.11842",

@@ -19,37 +19,13 @@ from deconstruct.tasks._lm import LMOptions
 from deconstruct.tasks._mqar import MQAROptions
 
 
-def build_lm(options: LMOptions) -> Any:
-    from deconstruct.tasks._lm import ByteLM
-
-    return ByteLM(options)
-
-
-def build_mqar(options: MQAROptions) -> Any:
-    from deconstruct.tasks._mqar import MQAR
-
-    return MQAR(options)
-
-
-def build_cloze(options: ClozeOptions) -> Any:
-    from deconstruct.tasks._cloze import Cloze
-
-    return Cloze(options)
-
-
-def build_icl_regression(options: ICLRegressionOptions) -> Any:
-    from deconstruct.tasks._icl import ICLRegression
-
-    return ICLRegression(options)
-
-
 @hookimpl
 def register_tasks(register: Any) -> None:
-    register("lm", build=build_lm, options=LMOptions, summary="byte-level language modelling (bits per byte)")
-    register("mqar", build=build_mqar, options=MQAROptions, summary="multi-query associative recall (accuracy)",
+    register("lm", build="deconstruct.tasks._lm:ByteLM", options=LMOptions, summary="byte-level language modelling (bits per byte)")
+    register("mqar", build="deconstruct.tasks._mqar:MQAR", options=MQAROptions, summary="multi-query associative recall (accuracy)",
              paper="Arora et al. 2023, Zoology, arXiv 2312.04927")
-    register("cloze", build=build_cloze, options=ClozeOptions, summary="masked byte modelling, bidirectional (accuracy)",
+    register("cloze", build="deconstruct.tasks._cloze:Cloze", options=ClozeOptions, summary="masked byte modelling, bidirectional (accuracy)",
              paper="Sun et al. 2019, BERT4Rec, arXiv 1904.06690")
-    register("icl_regression", build=build_icl_regression, options=ICLRegressionOptions,
+    register("icl_regression", build="deconstruct.tasks._icl:ICLRegression", options=ICLRegressionOptions,
              summary="in-context linear regression, vector inputs (MSE vs least squares)",
              paper="Garg et al. 2022, What Can Transformers Learn In-Context?, arXiv 2208.01066")

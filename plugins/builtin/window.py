@@ -42,17 +42,12 @@ class WindowOptions(BaseModel):
         AttentionOptions().check(ctx)  # the heads' own constraints (rope needs an even head width)
 
 
-def build_window(ctx: Any, options: WindowOptions) -> Any:
-    from deconstruct.builtin._window import WindowAttention
-
-    return WindowAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "window",
-        build=build_window,
+        build="deconstruct.builtin._window:WindowAttention",
         options=WindowOptions,
         summary="sliding / dilated window attention: each query sees w keys spaced δ apart",
         paper="Hassani et al. 2023, NAT, arXiv 2204.07143; Hassani & Shi 2022, DiNAT, arXiv 2209.15001",

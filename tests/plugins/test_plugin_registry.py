@@ -3,6 +3,9 @@ as one line (never a crash). Plugins here are fake installed distributions on sy
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from deconstruct import PluginError, SpecError, hookimpl
@@ -148,3 +151,90 @@ def test_plugins_for_names_every_plugin_a_run_uses(make_dist, on_path) -> None:
         {"name": "deconstruct.builtin.attention", "version": __version__, "provides": ["mixer:attention"]},  # … of attention
         {"name": "deconstruct.builtin.tasks", "version": __version__, "provides": ["task:lm"]},
     ]
+
+
+def test_builtin_hook_modules_and_the_registry_import_no_torch() -> None:
+    """Every built-in names its module by an import string, so loading them all leaves torch unimported."""
+    code = (
+        "import importlib, sys\n"
+        "from deconstruct.plugins import DEFAULT_PLUGINS, KINDS, build_registry\n"
+        "for m in DEFAULT_PLUGINS: importlib.import_module(m)\n"
+        "reg = build_registry(entry_points=False)\n"
+        "assert reg.problems() == [], reg.problems()\n"
+        "builds = [e.build for k in KINDS for e in reg.entries[k].values() if e.preset is None]\n"
+        "print(len(builds), all(isinstance(b, str) for b in builds))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    counted, modules = out.stdout.splitlines()
+    count, all_strings = counted.split()
+    assert int(count) >= 14 and all_strings == "True", out.stdout  # 7 mixers, 3 channel mixers, 4 tasks
+    assert modules == "[]"
+
+
+def test_build_by_import_string_is_imported_when_built(make_dist, on_path) -> None:
+    on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",)))
+    reg = get_registry()
+    entry = reg.get("mixer", "pointwise")
+    assert entry.build == "ema_a:build_pointwise"  # kept as the string until a model is built
+    resolved = load_spec(tiny_spec("pointwise"))
+    assert resolved.layers[0].mixer_entry is entry
+    import torch
+
+    from deconstruct.model import build_model
+
+    model = build_model(resolved)
+    x = torch.randint(0, 256, (1, 16))
+    y = x.clone()
+    y[0, 3] = (y[0, 3] + 1) % 256
+    with torch.no_grad():  # a token-wise mixer in every layer: changing token 3 changes no other position
+        a, b = model(x), model(y)
+    assert torch.equal(a[0, :3], b[0, :3]) and torch.equal(a[0, 4:], b[0, 4:])
+
+
+def test_mixes_tokens_is_registry_metadata() -> None:
+    reg = build_registry(entry_points=False)
+    assert reg.mixes_tokens("mlp") is False
+    assert reg.mixes_tokens("attention") is True and reg.mixes_tokens("window") is True
+    assert reg.mixes_tokens("random_qk") is True  # a preset mixes as its base does
+
+    class Plugin:
+        @hookimpl
+        def register_mixers(self, register):
+            register("scale", build="math:sqrt", mixes_tokens=False)
+
+    reg = build_registry((Plugin(),), entry_points=False)
+    assert reg.mixes_tokens("scale") is False and reg.problems() == []
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"build": "no colon here"}, "must be 'package.module:Class'"),
+    ({"build": 3}, "must be a callable or 'package.module:Class', got int"),
+    ({"preset": {"kind": "attention"}, "mixes_tokens": False}, "a preset mixes as its base does"),
+    ({"build": "math:sqrt", "mixes_tokens": "no"}, "mixes_tokens must be True or False"),
+])
+def test_bad_build_or_mixes_tokens_disables_the_plugin_with_one_line(kw, message) -> None:
+    class Bad:
+        @hookimpl
+        def register_mixers(self, register):
+            register("x", **kw)
+
+    (line,) = build_registry((Bad(),), entry_points=False).problems()
+    assert line.startswith("plugin 'Bad' is disabled: register_mixers raised PluginError") and message in line
+
+
+def test_an_import_string_that_does_not_import_fails_at_build_in_one_line() -> None:
+    class Missing:
+        @hookimpl
+        def register_mixers(self, register):
+            register("ghost", build="no_such_module_anywhere:Ghost")
+
+    reg = build_registry((Missing(),), entry_points=False)
+    assert reg.problems() == []  # nothing is imported at registration
+    with pytest.raises(PluginError) as info:
+        reg.get("mixer", "ghost").make(None, None)
+    assert str(info.value) == (
+        "mixer 'ghost' of plugin 'Missing': cannot import build='no_such_module_anywhere:Ghost': "
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere'"
+    )

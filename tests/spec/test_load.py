@@ -141,6 +141,7 @@ def test_resolution_keeps_the_entries_it_found_outside_the_config(tiny):
     assert r.layers[1].mixer_entry is reg.get("mixer", "mlp")
     assert r.layers[1].channel_entry is reg.get("channel_mixer", "mlp")
     assert r.task_entry is reg.get("task", "lm")
+    assert (r.layers[0].mixes_tokens, r.layers[1].mixes_tokens) == (True, False)  # attention mixes, mlp does not
     config = repr(r.config())  # plain data: no entry (nor its build function) leaks into what is stored
     assert "Entry" not in config and "function" not in config
     assert "mixer_entries" not in repr(r.layers[0])

@@ -43,18 +43,11 @@ class MixiTOptions(BaseModel):
     sigma: float | None = Field(None, gt=0, description="std of N; default 1/sqrt(T_max·d_head) (the authors' code)")
 
 
-def build_mixit(ctx: Any, options: MixiTOptions) -> Any:
-    """Build the MixiT mixer for one layer (``ctx`` is a ``deconstruct.spec.MixerContext``)."""
-    from deconstruct_mixit._mixit import MixiT  # torch is imported here, on first use
-
-    return MixiT(ctx, options)
-
-
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "mixit",
-        build=build_mixit,
+        build="deconstruct_mixit._mixit:MixiT",  # MixiT(ctx, options), imported (with torch) on first build
         options=MixiTOptions,
         summary="fixed random map per head, tril(I + c(N − drift)); no Q/K, V and O trained",
         paper=PAPER,
