@@ -1,30 +1,27 @@
-"""Shared fixtures: tiny specs that train in well under a second on the stdlib corpus."""
+"""Shared fixtures: tiny specs that train in well under a second on the stdlib corpus, the command line, and
+a fresh database. The helpers behind them live in ``_support.py`` (importable from every test module)."""
 
 from __future__ import annotations
 
-import copy
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-STUDIES = REPO / "studies"
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # --import-mode=importlib does not put test folders on sys.path
+    sys.path.insert(0, HERE)
 
-TINY = {
-    "name": "tiny",
-    "task": {"name": "lm", "corpus": "stdlib", "seq_len": 32, "max_bytes": 200_000},
-    "model": {"d_model": 32, "layers": 2, "heads": 2},
-    "train": {"steps": 4, "batch_size": 4, "lr": 3e-3, "eval_every": 2, "eval_batches": 1, "seeds": [0]},
-}
+from _support import Cli, cli, tiny_spec  # noqa: E402
 
 
 @pytest.fixture
 def tiny() -> dict:
-    """A fresh copy of the tiny spec as a dict (edit freely)."""
-    return copy.deepcopy(TINY)
+    """A fresh tiny spec as a dict (edit freely): :func:`_support.tiny_spec` with its defaults."""
+    return tiny_spec()
 
 
 @pytest.fixture
@@ -37,6 +34,13 @@ def tiny_file(tmp_path: Path, tiny: dict):
         return path
 
     return write
+
+
+@pytest.fixture(name="cli")
+def cli_fixture() -> Cli:
+    """The command line: ``cli(*args)`` in process, ``cli.json(*args)``, ``cli.run(*args, paths=…)`` in a
+    fresh interpreter (see :class:`_support.Cli`)."""
+    return cli
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

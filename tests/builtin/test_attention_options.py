@@ -4,6 +4,7 @@ rejected with one sentence naming the spec line."""
 from __future__ import annotations
 
 import pytest
+from _support import tiny_spec
 
 from deconstruct._errors import SpecError
 from deconstruct.builtin.attention import AttentionOptions
@@ -11,8 +12,7 @@ from deconstruct.spec import load_spec
 
 
 def spec(mixer, d_model=32, heads=4, positions="learned"):
-    return {"name": "t", "task": {"name": "lm", "seq_len": 16},
-            "model": {"d_model": d_model, "layers": 2, "heads": heads, "mixer": mixer, "positions": positions}}
+    return tiny_spec(mixer, task={"seq_len": 16}, d_model=d_model, heads=heads, positions=positions)
 
 
 def test_defaults_are_standard_attention():

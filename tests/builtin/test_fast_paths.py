@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _support import tiny_spec
 from torch.overrides import TorchFunctionMode
 
 from deconstruct.model import build_model
@@ -36,12 +37,7 @@ class Recorder(TorchFunctionMode):
 
 
 def spec(mixer: dict, seq_len: int, backend: str = "auto") -> dict:
-    return {
-        "name": "fast",
-        "task": {"name": "lm", "corpus": "stdlib", "seq_len": seq_len, "max_bytes": 200_000},
-        "model": {"d_model": 32, "layers": 2, "heads": 2, "backend": backend, "mixer": {"kind": "attention", **mixer}},
-        "train": {"steps": 1, "batch_size": 1},
-    }
+    return tiny_spec({"kind": "attention", **mixer}, task={"seq_len": seq_len}, backend=backend)
 
 
 def model_for(mixer: dict, seq_len: int, backend: str = "auto"):

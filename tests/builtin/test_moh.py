@@ -8,6 +8,7 @@ from functools import partial
 import _mixer_helpers as helpers
 import pytest
 import torch
+from _support import tiny_spec
 
 from deconstruct.builtin import moh
 from deconstruct.builtin._attention import Attention
@@ -125,8 +126,7 @@ def test_causal_output_and_model_aux_loss():
     from deconstruct.model import build_model
     from deconstruct.spec import load_spec
 
-    spec = {"name": "moh", "task": {"name": "lm", "corpus": "stdlib", "max_bytes": 50_000, "seq_len": 16},
-            "model": {"d_model": 16, "layers": 2, "heads": 4, "mixer": {"kind": "moh"}}}
+    spec = tiny_spec({"kind": "moh"}, task={"seq_len": 16}, d_model=16, heads=4)
     registry = registry_with((moh,))
     model = build_model(load_spec(spec, registry=registry))
     idx = torch.randint(0, 256, (2, 16))
@@ -152,8 +152,7 @@ def test_defaults_and_checks():
     from deconstruct._errors import SpecError
     from deconstruct.spec import load_spec
 
-    spec = {"name": "moh", "task": {"name": "lm", "corpus": "stdlib", "seq_len": 16},
-            "model": {"d_model": 16, "layers": 1, "heads": 2, "mixer": {"kind": "moh"}}}
+    spec = tiny_spec({"kind": "moh"}, task={"seq_len": 16}, d_model=16, layers=1)
     with pytest.raises(SpecError, match="shared_heads"):  # default h_s = 2 needs at least 3 heads
         load_spec(spec, registry=registry_with((moh,)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support import tiny_spec
 
 from deconstruct.builtin.presets import PRESETS
 from deconstruct.model import build_model
@@ -18,8 +19,7 @@ D_MODEL, LAYERS, HEADS, T = 16, 2, 2, 16
 
 
 def spec(mixer="attention", layout="uniform", **model):
-    return {"name": "t", "task": {"name": "lm", "seq_len": T},
-            "model": {"d_model": D_MODEL, "layers": LAYERS, "heads": HEADS, "mixer": mixer, "layout": layout, **model}}
+    return tiny_spec(mixer, task={"seq_len": T}, **{"d_model": D_MODEL, "layers": LAYERS, "heads": HEADS, "layout": layout, **model})
 
 
 def build(mixer="attention", layout="uniform", seed=0, **model):
@@ -33,9 +33,26 @@ def tokens(B=2, seed=0):
     return torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(seed))
 
 
+# The papers' named variants and the one attention switch each relaxes (Xue et al. 2025; Dong et al. 2025;
+# Bermeitinger et al. 2024), written out here rather than read back from PRESETS.
+PAPER_VARIANTS = {
+    "approximate": {"form": "approximate"},
+    "non_approximate": {"form": "non_approximate"},
+    "static_qk": {"qk_source": "static"},
+    "random_qk": {"qk_source": "random"},
+    "fixed_text_qk": {"qk_source": "fixed_text"},
+    "frozen_qk": {"qk": "frozen"},
+    "symmetric_qk": {"qk": "symmetric"},
+    "collapsed_qk": {"qk": "collapsed"},
+    "collapsed_vo": {"vo": "collapsed"},
+    "identity_vo": {"vo": "identity"},
+}
+
+
 def test_presets_are_registered_with_papers_and_resolve_to_attention_options():
     reg = get_registry()
-    for name, (fixed, _, _) in PRESETS.items():
+    assert set(PRESETS) == set(PAPER_VARIANTS)
+    for name, fixed in PAPER_VARIANTS.items():
         entry = reg.get("mixer", name)
         assert entry.paper and entry.summary and entry.preset == {"kind": "attention", **fixed}
         base, options = reg.resolve_mixer(name)

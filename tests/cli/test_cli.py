@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from deconstruct.cli import build_app
+from _support import cli
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(build_app(), list(args))
 
 
 def test_cli_start_up_imports_no_torch():
@@ -29,18 +20,18 @@ def test_cli_start_up_imports_no_torch():
 
 
 def test_help_lists_commands_with_examples():
-    res = invoke("--help")
+    res = cli("--help")
     assert res.exit_code == 0
     for cmd in ("spec", "train", "variants", "plugins"):
         assert cmd in res.stdout
-    assert "Examples" in invoke("spec", "check", "--help").stdout
+    assert "Examples" in cli("spec", "check", "--help").stdout
 
 
 def test_spec_check_quickstart_table_and_json():
-    res = invoke("spec", "check", str(STUDIES / "quickstart.yaml"))
+    res = cli("spec", "check", str(STUDIES / "quickstart.yaml"))
     assert res.exit_code == 0, res.output
     assert "parameters" in res.stdout and "FLOPs/token" in res.stdout
-    res = invoke("spec", "check", str(STUDIES / "quickstart.yaml"), "--format", "json", "--set", "model.layout=hybrid", "--set", "model.mixer=mlp")
+    res = cli("spec", "check", str(STUDIES / "quickstart.yaml"), "--format", "json", "--set", "model.layout=hybrid", "--set", "model.mixer=mlp")
     data = json.loads(res.stdout)
     assert data["name"] == "quickstart"
     assert [layer["mixer"] for layer in data["layers"]] == ["mlp", "attention", "mlp", "attention"]
@@ -49,26 +40,26 @@ def test_spec_check_quickstart_table_and_json():
 
 
 def test_train_json(tiny_file):
-    res = invoke("train", str(tiny_file()), "--format", "json", "--seed", "0")
+    res = cli("train", str(tiny_file()), "--format", "json", "--seed", "0")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     for key in ("val_loss", "params", "tokens", "tokens_per_second", "seconds", "device", "bits_per_byte"):
         assert key in data
-    again = json.loads(invoke("train", str(tiny_file()), "--format", "json", "--seed", "0").stdout)
+    again = json.loads(cli("train", str(tiny_file()), "--format", "json", "--seed", "0").stdout)
     assert abs(again["val_loss"] - data["val_loss"]) < 1e-6
 
 
 def test_train_quickstart_text_with_shrink_overrides():
     shrink = ["model.d_model=16", "train.steps=2", "task.max_bytes=200000", "train.eval_every=2", "train.eval_batches=1",
               "task.seq_len=16"]
-    res = invoke("train", str(STUDIES / "quickstart.yaml"), "--format", "text", *(a for s in shrink for a in ("--set", s)))
+    res = cli("train", str(STUDIES / "quickstart.yaml"), "--format", "text", *(a for s in shrink for a in ("--set", s)))
     assert res.exit_code == 0, res.output
     assert "val_loss" in res.stdout
 
 
 def test_train_skip_relaxed(tiny_file, tiny):
     tiny["model"].update(layout="hybrid", mixer="mlp")
-    data = json.loads(invoke("train", str(tiny_file(tiny)), "--format", "json", "--skip-relaxed").stdout)
+    data = json.loads(cli("train", str(tiny_file(tiny)), "--format", "json", "--skip-relaxed").stdout)
     assert "skip_val_loss" in data and data["skip_val_loss"] != data["val_loss"]
 
 
@@ -87,7 +78,7 @@ def test_train_skip_relaxed(tiny_file, tiny):
 def test_bad_input_is_one_line_exit_2(tmp_path, text, expected):
     f = tmp_path / "s.yaml"
     f.write_text(text)
-    res = invoke("spec", "check", str(f))
+    res = cli("spec", "check", str(f))
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -97,12 +88,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path, text, expected):
 
 
 def test_unreadable_file_exit_2(tmp_path):
-    res = invoke("train", str(tmp_path / "nope.yaml"))
+    res = cli("train", str(tmp_path / "nope.yaml"))
     assert res.exit_code == 2 and "no such file" in res.stderr
 
 
 def test_non_finite_loss_exit_1(tiny_file):
-    res = invoke("train", str(tiny_file()), "--set", "train.lr=1e12", "--set", "train.grad_clip=0", "--set", "train.steps=30",
+    res = cli("train", str(tiny_file()), "--set", "train.lr=1e12", "--set", "train.grad_clip=0", "--set", "train.steps=30",
                  "--set", "train.warmup_steps=0")
     assert res.exit_code == 1 and "non-finite" in res.stderr
 
@@ -110,15 +101,14 @@ def test_non_finite_loss_exit_1(tiny_file):
 def test_debug_shows_traceback(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("name: x\nmodel:\n  lyers: 2\n")
-    env = {**os.environ, "DECONSTRUCT_DEBUG": "1"}
-    proc = subprocess.run([sys.executable, "-m", "deconstruct", "spec", "check", str(f)], capture_output=True, text=True, env=env)
+    proc = cli.run("spec", "check", f, env={"DECONSTRUCT_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "deconstruct", "spec", "check", str(f)], capture_output=True, text=True)
+    proc = cli.run("spec", "check", f, env={"DECONSTRUCT_DEBUG": ""})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_bench_attention_json_rows_agree_with_reference():
-    res = invoke("bench", "attention", "-T", "16", "-b", "eager", "-b", "sdpa", "--repeats", "1", "--heads", "2", "--head-dim", "16",
+    res = cli("bench", "attention", "-T", "16", "-b", "eager", "-b", "sdpa", "--repeats", "1", "--heads", "2", "--head-dim", "16",
                  "--format", "json")
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
@@ -129,19 +119,16 @@ def test_bench_attention_json_rows_agree_with_reference():
 
 def test_progress_bars_show_steps_loss_throughput_and_trials(tmp_path):
     """Rich progress on stderr (forced on without a terminal by DECONSTRUCT_PROGRESS=1); data stays on stdout."""
-    env = {**os.environ, "DECONSTRUCT_PROGRESS": "1", "COLUMNS": "160"}
+    env = {"DECONSTRUCT_PROGRESS": "1", "COLUMNS": "160"}
     shrink = ["--set", "model.d_model=16", "--set", "train.steps=6", "--set", "train.eval_every=3", "--set",
               "task.max_bytes=200000", "--set", "task.seq_len=16", "--set", "train.seeds=[0]"]
     quickstart = str(STUDIES / "quickstart.yaml")
-    proc = subprocess.run([sys.executable, "-m", "deconstruct", "train", quickstart, *shrink, "--format", "json"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = cli.run("train", quickstart, *shrink, "--format", "json", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     json.loads(proc.stdout)  # stdout is only the JSON document
     bar = proc.stderr.strip().splitlines()[-1]
     assert "6/6" in bar and "loss" in bar and "val" in bar and "tok/s" in bar
-    proc = subprocess.run([sys.executable, "-m", "deconstruct", "study", "run", quickstart, *shrink,
-                           "--storage", f"sqlite:///{tmp_path / 's.db'}"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path)
+    proc = cli.run("study", "run", quickstart, *shrink, "--storage", f"sqlite:///{tmp_path / 's.db'}", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "trials" in proc.stderr and "4/4" in proc.stderr and "best" in proc.stderr
     assert "next: deconstruct report quickstart" in proc.stderr

@@ -7,13 +7,12 @@
 - ``on_path``: puts such directories on ``sys.path`` for the test (``importlib.metadata`` then finds the
   entry points exactly as for pip-installed plugins) and resets the plugin registry before and after.
 
-Subprocess tests (fixture ``cli``) pass the same directories in ``PYTHONPATH``.
+Subprocess tests pass the same directories in ``PYTHONPATH`` (``cli.run(*args, paths=…)``, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
 import subprocess
 import sys
@@ -96,19 +95,3 @@ def mixit_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert out.returncode == 0, f"pip install of the example plugin failed:\n{out.stdout}\n{out.stderr}"
     assert list(site.glob("deconstruct_mixit-*.dist-info")), f"no dist-info in {site}"
     return site
-
-
-def run_cli(args: list[str], *paths: Path, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    """``python -m deconstruct ARGS`` in a fresh interpreter with ``paths`` prepended to PYTHONPATH."""
-    environ = {k: v for k, v in os.environ.items() if k != "DECONSTRUCT_LOAD_PLUGINS"}
-    environ["PYTHONPATH"] = os.pathsep.join([*map(str, paths), *filter(None, [environ.get("PYTHONPATH")])])
-    environ["COLUMNS"] = "100"
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "deconstruct", *args], capture_output=True, text=True,
-                          env=environ, timeout=timeout, cwd=ROOT)
-
-
-@pytest.fixture
-def cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``cli(args, *site_dirs, env=…)``: the real command line in a subprocess (see :func:`run_cli`)."""
-    return run_cli

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from deconstruct.cli import build_app
+from _support import cli
 
 SPEC = """\
 name: mixit-tiny
@@ -40,42 +38,38 @@ def spec_file(tmp_path: Path) -> Path:
     return path
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(build_app(), list(args))
-
-
 # -- the installed example plugin --------------------------------------------------------------------------
 def test_variants_list_shows_the_plugin_mixer(mixit) -> None:
-    result = invoke("variants", "list", "--kind", "mixer", "--format", "json")
+    result = cli("variants", "list", "--kind", "mixer", "--format", "json")
     assert result.exit_code == 0, result.output
     (row,) = [r for r in json.loads(result.stdout) if r["name"] == "mixit"]
     assert (row["plugin"], row["plugin_version"], row["builtin"]) == ("mixit", "0.1.0", False)
     assert row["options"]["c"]["default"] == 1.0 and row["options"]["sigma"]["type"] == "float | None"
     assert "2506.01115" in row["paper"] and row["patterns"] == ["causal_self"]
-    table = invoke("variants", "list")
+    table = cli("variants", "list")
     assert table.exit_code == 0 and "mixit 0.1.0" in table.stdout and "c=1.0, sigma=None" in table.stdout
 
 
 def test_plugins_list_shows_name_version_hooks(mixit) -> None:
-    result = invoke("plugins", "list", "--format", "json")
+    result = cli("plugins", "list", "--format", "json")
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["name"] == "mixit" and row["version"] == "0.1.0" and row["package"] == "deconstruct-mixit"
     assert row["hooks"] == ["register_commands", "register_mixers"] and row["status"] == "ok"
-    everything = json.loads(invoke("plugins", "list", "--all", "--format", "json").stdout)
+    everything = json.loads(cli("plugins", "list", "--all", "--format", "json").stdout)
     assert {"deconstruct.builtin.attention", "mixit"} <= {r["name"] for r in everything}
-    assert "mixit" in invoke("plugins", "list").stdout
+    assert "mixit" in cli("plugins", "list").stdout
 
 
 def test_spec_check_and_train_with_the_plugin_mixer(mixit, spec_file: Path) -> None:
-    result = invoke("spec", "check", str(spec_file), "--format", "json")
+    result = cli("spec", "check", str(spec_file), "--format", "json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert [layer["base"] for layer in info["layers"]] == ["mixit", "mixit"]
     assert info["params"] > 0 and info["flops_per_token"] > 0
-    result = invoke("spec", "check", str(spec_file), "--set", "model.mixer.c=0.5", "--set", "model.layout=hybrid")
+    result = cli("spec", "check", str(spec_file), "--set", "model.mixer.c=0.5", "--set", "model.layout=hybrid")
     assert result.exit_code == 0 and "c=0.5" in result.stdout
-    result = invoke("train", str(spec_file), "--format", "json")
+    result = cli("train", str(spec_file), "--format", "json")
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)
     assert run["steps"] == 3 and math.isfinite(run["val_loss"])
@@ -83,13 +77,13 @@ def test_spec_check_and_train_with_the_plugin_mixer(mixit, spec_file: Path) -> N
 
 def test_plugin_option_errors_name_the_yaml_line(mixit, spec_file: Path) -> None:
     spec_file.write_text(SPEC.replace("c: 1.0", "cc: 1.0"))
-    result = invoke("spec", "check", str(spec_file))
+    result = cli("spec", "check", str(spec_file))
     assert result.exit_code == 2
     assert "mixit.yaml:7: model.mixer.cc: unknown key 'cc' (did you mean 'c'?" in result.stderr
 
 
 def test_plugin_command_through_the_cli(mixit) -> None:
-    result = invoke("mixit", "show-map", "--seq-len", "4", "--json")
+    result = cli("mixit", "show-map", "--seq-len", "4", "--json")
     assert result.exit_code == 0, result.output
     assert [round(s, 6) for s in json.loads(result.stdout)["row_sums"]] == [1.0] * 4
 
@@ -109,12 +103,12 @@ def test_example_plugin_own_tests_pass_when_installed(mixit_site: Path, tmp_path
 # -- failure modes, through the real command line (one line on stderr, exit code 0 unless the spec needs it) --
 def test_broken_plugin_cli_still_works_and_names_it(cli, mixit_site: Path, make_dist) -> None:
     bad = make_dist("bad-plugin", {"badplug": "broken_at_import"}, ("broken_at_import",))
-    result = cli(["variants", "list", "--kind", "mixer"], mixit_site, bad)
+    result = cli.run("variants", "list", "--kind", "mixer", paths=(mixit_site, bad))
     assert result.returncode == 0, result.stderr
     assert "mixit" in result.stdout
     warnings = result.stderr.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("warning: plugin 'badplug' is disabled: failed to import")
-    listed = cli(["plugins", "list"], mixit_site, bad)
+    listed = cli.run("plugins", "list", paths=(mixit_site, bad))
     assert listed.returncode == 0 and "badplug" in listed.stdout and "disabled" in listed.stdout
     assert all(len(line) <= 100 for line in listed.stdout.splitlines())
 
@@ -122,7 +116,7 @@ def test_broken_plugin_cli_still_works_and_names_it(cli, mixit_site: Path, make_
 def test_name_collision_is_one_line_naming_both(cli, make_dist) -> None:
     a = make_dist("pa", {"ema_a": "ema_a"}, ("ema_a",))
     b = make_dist("pb", {"ema_b": "ema_b"}, ("ema_b",))
-    result = cli(["variants", "list", "--kind", "task"], a, b)
+    result = cli.run("variants", "list", "--kind", "task", paths=(a, b))
     assert result.returncode == 0
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("warning: mixer 'ema' is registered by 'ema_a' and by 'ema_b'; neither is used")
@@ -130,7 +124,7 @@ def test_name_collision_is_one_line_naming_both(cli, make_dist) -> None:
 
 def test_unknown_mixer_in_a_spec_suggests_the_nearest(cli, mixit_site: Path, spec_file: Path) -> None:
     spec_file.write_text(SPEC.replace("kind: mixit", "kind: mixitt"))
-    result = cli(["spec", "check", str(spec_file)], mixit_site)
+    result = cli.run("spec", "check", str(spec_file), paths=(mixit_site,))
     assert result.returncode == 2 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {spec_file}:7: model.mixer.kind: unknown mixer 'mixitt': did you mean 'mixit'?")
@@ -138,11 +132,11 @@ def test_unknown_mixer_in_a_spec_suggests_the_nearest(cli, mixit_site: Path, spe
 
 
 def test_load_plugins_env_empty_loads_none(cli, mixit_site: Path) -> None:
-    result = cli(["variants", "list", "--kind", "mixer", "--format", "json"], mixit_site, env={"DECONSTRUCT_LOAD_PLUGINS": ""})
+    result = cli.run("variants", "list", "--kind", "mixer", "--format", "json", paths=(mixit_site,), env={"DECONSTRUCT_LOAD_PLUGINS": ""})
     assert result.returncode == 0 and "mixit" not in {r["name"] for r in json.loads(result.stdout)}
 
 
 def test_tables_fit_100_columns(cli, mixit_site: Path) -> None:
-    result = cli(["variants", "list"], mixit_site)
+    result = cli.run("variants", "list", paths=(mixit_site,))
     assert result.returncode == 0 and "mixit" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 100

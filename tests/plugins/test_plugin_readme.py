@@ -57,31 +57,23 @@ def test_readme_plugin_passes_its_conformance_tests(ema_plugin: tuple[Path, Path
     assert "13 passed" in out.stdout  # the count the README promises
 
 
-def test_readme_commands_and_messages(ema_plugin: tuple[Path, Path], on_path) -> None:
-    from typer.testing import CliRunner
-
-    from deconstruct.cli import build_app
-
+def test_readme_commands_and_messages(ema_plugin: tuple[Path, Path], on_path, cli) -> None:
     project, site = ema_plugin
     on_path(site)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(build_app(), list(args))
-
-    listed = invoke("plugins", "list")
+    listed = cli("plugins", "list")
     assert listed.exit_code == 0 and re.search(r"ema\s+0\.1\.0\s+mixers\s+ok", listed.stdout), listed.stdout
-    assert "ema" in invoke("variants", "list", "--kind", "mixer").stdout
+    assert "ema" in cli("variants", "list", "--kind", "mixer").stdout
     spec = project / "ema.yaml"
-    checked = invoke("spec", "check", str(spec), "--set", "model.layout=hybrid")
+    checked = cli("spec", "check", str(spec), "--set", "model.layout=hybrid")
     assert checked.exit_code == 0, checked.output
     assert "ema" in checked.stdout and "relaxed" in checked.stdout
 
     spec.write_text(spec.read_text().replace("decay:", "decy:"))
-    bad = invoke("spec", "check", str(spec))
+    bad = cli("spec", "check", str(spec))
     assert bad.exit_code == 2
     assert f"error: {spec}:7: model.mixer.decy: unknown key 'decy' (did you mean 'decay'?" in bad.stderr
 
     spec.write_text(spec.read_text().replace("kind: ema, decy: 0.95", "kind: emma"))
-    bad = invoke("spec", "check", str(spec))
+    bad = cli("spec", "check", str(spec))
     assert bad.exit_code == 2
     assert f"error: {spec}:7: model.mixer.kind: unknown mixer 'emma': did you mean 'ema'? registered: " in bad.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import _support
 import pytest
 
 from deconstruct import PluginError, SpecError, hookimpl
@@ -14,11 +15,7 @@ from deconstruct.spec import load_spec
 
 
 def tiny_spec(mixer: object = "attention", **model: object) -> dict:
-    return {
-        "name": "t",
-        "task": {"name": "lm", "seq_len": 16, "max_bytes": 200_000},
-        "model": {"d_model": 32, "layers": 2, "heads": 4, "mixer": mixer, **model},
-    }
+    return _support.tiny_spec(mixer, task={"seq_len": 16}, heads=4, **model)
 
 
 def test_builtins_register_through_the_hooks_in_load_order() -> None:

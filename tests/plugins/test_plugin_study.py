@@ -28,7 +28,7 @@ def test_study_and_report_with_a_plugin_mixer(mixit_site: Path, tmp_path: Path, 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     env = {"OMP_NUM_THREADS": "1"}  # tiny models on shared cores
 
-    run = cli(["study", "run", str(spec), "--storage", url], mixit_site, env=env, timeout=300)
+    run = cli.run("study", "run", spec, "--storage", url, paths=(mixit_site,), env=env, timeout=300)
     assert run.returncode == 0, run.stderr
 
     runs = Store(url).runs("mixit-study")
@@ -45,7 +45,7 @@ def test_study_and_report_with_a_plugin_mixer(mixit_site: Path, tmp_path: Path, 
             assert "mixit" not in names
             assert names["deconstruct.builtin.attention"]["version"] == __version__
 
-    report = cli(["report", "mixit-study", "--storage", url, "--format", "json"], mixit_site, env=env)
+    report = cli.run("report", "mixit-study", "--storage", url, "--format", "json", paths=(mixit_site,), env=env)
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     (study,) = data["studies"]

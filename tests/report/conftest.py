@@ -23,16 +23,15 @@ import statistics
 import time
 
 import pytest
+from _support import tiny_spec
 
 KIND, LAYOUT = "model.mixer.kind", "model.layout"
-SPEC = {
-    "name": "tiny-ablation",
-    "task": {"name": "lm", "corpus": "stdlib", "max_bytes": 200_000, "seq_len": 16},
-    "model": {"d_model": 16, "layers": 2, "heads": 2, "mixer": {"kind": "attention"}, "layout": "uniform"},
-    "train": {"steps": 3, "batch_size": 4, "eval_every": 1, "eval_batches": 1, "seeds": [0, 1]},
-    "search": {KIND: ["attention", "mlp"], LAYOUT: ["uniform", "hybrid"]},
-    "study": {"sampler": "grid", "pruner": "none", "objective": "val_loss", "direction": "minimize"},
-}
+SPEC = tiny_spec(
+    {"kind": "attention"}, name="tiny-ablation", task={"seq_len": 16}, d_model=16, layout="uniform",
+    train={"steps": 3, "eval_every": 1, "seeds": [0, 1]},
+    search={KIND: ["attention", "mlp"], LAYOUT: ["uniform", "hybrid"]},
+    study={"sampler": "grid", "pruner": "none", "objective": "val_loss", "direction": "minimize"},
+)
 
 
 class Stop(Exception):
@@ -205,14 +204,10 @@ def tiny_study(tmp_path_factory) -> dict:
 
 # ``tiny-real`` — written by the real study runner (``deconstruct study run``), not by the Recorder above, so
 # runner and report cannot drift apart unnoticed: a 2×2 grid whose four points are four distinct configurations.
-REAL_SPEC = {
-    "name": "tiny-real",
-    "task": {"name": "lm", "corpus": "stdlib", "max_bytes": 200_000, "seq_len": 16},
-    "model": {"d_model": 16, "layers": 1, "heads": 2},
-    "train": {"steps": 4, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "seeds": [0, 1]},
-    "search": {KIND: ["attention", "mlp"], "model.channel_mixer": ["mlp", "none"]},
-    "study": {"sampler": "grid"},
-}
+REAL_SPEC = tiny_spec(
+    name="tiny-real", task={"seq_len": 16}, d_model=16, layers=1, train={"seeds": [0, 1]},
+    search={KIND: ["attention", "mlp"], "model.channel_mixer": ["mlp", "none"]}, study={"sampler": "grid"},
+)
 
 
 @pytest.fixture(scope="session")
@@ -222,9 +217,7 @@ def real_study(tmp_path_factory) -> dict:
 
     import torch
     import yaml
-    from typer.testing import CliRunner
-
-    from deconstruct.cli import build_app
+    from _support import cli
 
     root = tmp_path_factory.mktemp("real")
     spec = root / "spec.yaml"
@@ -233,7 +226,7 @@ def real_study(tmp_path_factory) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models on shared cores: one thread is fastest
     try:
-        res = CliRunner().invoke(build_app(), ["study", "run", str(spec), "--storage", url, "--format", "json"])
+        res = cli("study", "run", spec, "--storage", url, "--format", "json")
     finally:
         torch.set_num_threads(threads)
     assert res.exit_code == 0, res.stderr + res.stdout

@@ -11,9 +11,7 @@ from html import escape
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from deconstruct.cli import build_app
+from _support import cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -79,8 +77,7 @@ def pre_json(dom: str, element_id: str) -> dict:
 @pytest.fixture(scope="module")
 def html_report(tiny_study, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("html") / "report.html"
-    res = CliRunner().invoke(build_app(), ["report", "tiny-ablation", "tiny-pareto", "--storage", tiny_study["url"],
-                                           "--format", "html", "--out", str(out)])
+    res = cli("report", "tiny-ablation", "tiny-pareto", "--storage", tiny_study["url"], "--format", "html", "--out", out)
     assert res.exit_code == 0, res.stderr
     return out
 
@@ -100,8 +97,7 @@ def test_html_is_one_self_contained_file(html_report):
 
 def test_html_heatmaps_show_each_heads_entropy_on_hover(html_report, tiny_study):
     html = html_report.read_text()
-    data = json.loads(CliRunner().invoke(build_app(), ["report", "tiny-ablation", "--storage", tiny_study["url"],
-                                                       "--format", "json"]).stdout)
+    data = cli.json("report", "tiny-ablation", "--storage", tiny_study["url"])
     section = html.split("<h3>Attention diagnostics</h3>", 1)[1].split("<h3>", 1)[0]  # the first study's
     figures = re.findall(r'<figure class="plot" data-plot="heatmap">(.*?)</figure>', section, re.S)
     mapped = [c for c in data["studies"][0]["configurations"] if c["diagnostics"]["layers"]]

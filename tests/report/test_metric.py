@@ -9,18 +9,16 @@ import math
 import statistics
 
 import pytest
+from _support import cli
 from scipy import stats
-from typer.testing import CliRunner
 
-from deconstruct.cli import build_app
 from deconstruct.store import Store
 
-runner = CliRunner()
 KIND = "model.mixer.kind"
 
 
 def invoke(real_study, *args):
-    return runner.invoke(build_app(), ["report", real_study["name"], *args, "--storage", real_study["url"]])
+    return cli("report", real_study["name"], *args, "--storage", real_study["url"])
 
 
 def report_json(real_study, *args) -> dict:

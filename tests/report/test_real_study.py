@@ -11,18 +11,16 @@ import statistics
 
 import numpy as np
 import pytest
+from _support import cli
 from scipy import stats
-from typer.testing import CliRunner
 
-from deconstruct.cli import build_app
 from deconstruct.store import Store
 
-runner = CliRunner()
 KIND, CHANNEL = "model.mixer.kind", "model.channel_mixer"
 
 
 def report(real_study, *args) -> str:
-    res = runner.invoke(build_app(), ["report", real_study["name"], *args, "--storage", real_study["url"]])
+    res = cli("report", real_study["name"], *args, "--storage", real_study["url"])
     assert res.exit_code == 0, res.stderr + res.stdout
     return res.stdout
 

@@ -10,20 +10,18 @@ import statistics
 
 import numpy as np
 import pytest
+from _support import cli
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from deconstruct.cli import build_app
 from deconstruct.report import t_quantile
 from deconstruct.store._schema import DiagnosticRow, RunRow, StudyRow
 
-runner = CliRunner()
 KIND, LAYOUT = "model.mixer.kind", "model.layout"
 
 
 def report(tiny_study, *args, ok=True):
-    res = runner.invoke(build_app(), ["report", *args, "--storage", tiny_study["url"]])
+    res = cli("report", *args, "--storage", tiny_study["url"])
     if ok:
         assert res.exit_code == 0, res.stderr + res.stdout
     return res
@@ -371,14 +369,13 @@ def test_bad_input_is_one_line_exit_2(tiny_study, tmp_path):
         res = report(tiny_study, *args, ok=False)
         assert res.exit_code == 2 and words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     missing = tmp_path / "missing.db"
-    res = runner.invoke(build_app(), ["report", "x", "--storage", f"sqlite:///{missing}"])
+    res = cli("report", "x", "--storage", f"sqlite:///{missing}")
     assert res.exit_code == 2 and "no database" in res.stderr and not missing.exists()
 
 
 def test_storage_from_the_environment_and_out_file(tiny_study, tmp_path):
     out = tmp_path / "r.md"
-    res = runner.invoke(build_app(), ["report", "tiny-one", "--format", "markdown", "--out", str(out)],
-                        env={"DECONSTRUCT_STORAGE": tiny_study["url"]})
+    res = cli("report", "tiny-one", "--format", "markdown", "--out", out, env={"DECONSTRUCT_STORAGE": tiny_study["url"]})
     assert res.exit_code == 0, res.stderr
     assert out.read_text().startswith("# deconstruct report: tiny-one") and res.stdout == ""
 

@@ -1,23 +1,18 @@
 """Fixtures for study tests: a spec small enough that a run takes a few milliseconds, a storage URL in
-``tmp_path``, and the CLI."""
+``tmp_path``, and a YAML writer (the CLI is tests/conftest.py's ``cli``)."""
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _support import tiny_spec
 
-BASE: dict[str, Any] = {
-    "name": "s",
-    "task": {"name": "lm", "corpus": "stdlib", "seq_len": 16, "max_bytes": 200_000},
-    "model": {"d_model": 16, "layers": 1, "heads": 2},
-    "train": {"steps": 4, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "seeds": [0]},
-    "study": {"sampler": "grid"},
-}
+# the shared tiny spec, smaller still: one layer of width 16 over 16 bytes
+BASE: dict[str, Any] = tiny_spec(name="s", task={"seq_len": 16}, d_model=16, layers=1, study={"sampler": "grid"})
 
 
 @pytest.fixture(autouse=True)
@@ -49,24 +44,3 @@ def write(tmp_path: Path):
         return path
 
     return write
-
-
-@pytest.fixture
-def cli():
-    """``cli(args...) -> Result``; ``cli.json(args...)`` parses stdout (asserting exit code 0)."""
-    from typer.testing import CliRunner
-
-    from deconstruct.cli import build_app
-
-    app = build_app()
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-    def as_json(*args: str):
-        result = invoke(*args, "--format", "json")
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
-
-    invoke.json = as_json  # type: ignore[attr-defined]
-    return invoke

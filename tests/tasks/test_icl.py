@@ -7,10 +7,9 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from _support import cli
 
 from deconstruct import SpecError
-from deconstruct.cli import build_app
 from deconstruct.model import build_model
 from deconstruct.spec import load_spec
 from deconstruct.tasks._icl import ICLRegression, ICLRegressionOptions, lstsq_predictions
@@ -69,9 +68,7 @@ def test_read_in_model_is_causal_and_has_no_token_embedding():
 def test_spec_check_json_counts_the_read_in_and_read_out(tmp_path):
     path = tmp_path / "icl.yaml"
     path.write_text(json.dumps(SPEC))
-    result = CliRunner().invoke(build_app(), ["spec", "check", str(path), "--format", "json"])
-    assert result.exit_code == 0, result.stderr
-    info = json.loads(result.stdout)
+    info = cli.json("spec", "check", path)
     assert info["task"]["seq_len"] == 16 and info["params"] == build_model(load_spec(SPEC)).num_params()
     assert info["flops_per_token"] > 2 * (4 * 32 + 32 + 32 + 1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support import tiny_spec
 
 from deconstruct import SpecError
 from deconstruct.spec import load_spec
@@ -77,9 +78,8 @@ def test_lm_corpus_glob_reads_the_files_in_sorted_order(tmp_path, monkeypatch):
         (tmp_path / name).write_bytes(text)
     (tmp_path / "skip.md").write_bytes(b"not matched by the glob\n" * 10)
     expected = texts["a.txt"] + texts["b.txt"]
-    spec = {"name": "own", "task": {"name": "lm", "corpus": str(tmp_path / "*.txt"), "seq_len": 16},
-            "model": {"d_model": 16, "layers": 1, "heads": 2},
-            "train": {"steps": 2, "batch_size": 2, "eval_every": 2, "eval_batches": 1}}
+    spec = tiny_spec(task={"corpus": str(tmp_path / "*.txt"), "seq_len": 16, "max_bytes": None}, d_model=16, layers=1,
+                     train={"steps": 2, "batch_size": 2})
     resolved = load_spec(spec)
 
     assert bytes(load_corpus(resolved.task_options.corpus).tolist()) == expected
