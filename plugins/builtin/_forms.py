@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-6  # added to the second-order normaliser of ``normalization: separate`` (a sum of squares)
+EPS = 1e-6  # floor of |normaliser| per Taylor order under ``normalization: separate`` (see _safe)
 
 
 def _full_precision(*xs: torch.Tensor) -> list[torch.Tensor]:
@@ -78,10 +78,16 @@ def _combine(nums: list[torch.Tensor], dens: list[torch.Tensor], normalization: 
     """nums[m] (…, T, D_v), dens[m] (…, T) for Taylor orders m = 0, 1, 2 → the output (…, T, D_v)."""
     if normalization == "single":  # one normaliser: Σ_m num_m / Σ_m den_m (a convex combination: 1+s+s²/2 > 0)
         return _total(nums) / _total(dens).unsqueeze(-1)
-    # separate: each order normalised by its own weights. Order 1's weights s_ij are signed and may sum to
-    # ~0, so they are divided by the zeroth-order normaliser (the number of keys) instead of their own sum.
-    count = dens[0].unsqueeze(-1)
-    return (nums[0] + nums[1]) / count + nums[2] / (dens[2].unsqueeze(-1) + EPS)
+    # separate (the paper's): each order's weights divided by their own row sum, so every order's row sums
+    # to 1, and the three normalised orders are added.
+    return _total([n / _safe(d).unsqueeze(-1) for n, d in zip(nums, dens, strict=True)])
+
+
+def _safe(den: torch.Tensor) -> torch.Tensor:
+    """A normaliser kept away from 0 with its sign: the first-order weights s_ij are signed, so their row sum
+    can vanish; |den| is floored at EPS (rows then no longer sum to exactly 1 — only in that degenerate case)."""
+    sign = torch.where(den < 0, -1.0, 1.0).to(den.dtype)
+    return sign * den.abs().clamp_min(EPS)
 
 
 def _outer(x: torch.Tensor) -> torch.Tensor:
@@ -193,8 +199,7 @@ def taylor_weights(q: torch.Tensor, k: torch.Tensor, causal: bool = True, normal
     if normalization == "single":
         a = terms[0] + terms[1] + terms[2]
         return a / a.sum(-1, keepdim=True)
-    count = terms[0].sum(-1, keepdim=True)
-    return (terms[0] + terms[1]) / count + terms[2] / (terms[2].sum(-1, keepdim=True) + EPS)
+    return _total([t / _safe(t.sum(-1, keepdim=True)) for t in terms])
 
 
 # -- form: non_approximate -------------------------------------------------------------------------------------

@@ -37,10 +37,11 @@ class AttentionOptions(BaseModel):
 
     Choices the papers leave open, and what is chosen here:
 
-    - ``normalization`` (form: approximate): ``single`` divides the Taylor numerator by one normaliser,
-      φ(q_i)·Σ_{j≤i} φ(k_j) (positive: 1 + s + s²/2 ≥ ½); ``separate`` normalises the three Taylor orders
-      each by its own weights, as the paper's text describes — except that the first-order weights s_ij are
-      signed and can sum to ~0, so they are divided by the number of keys (the zeroth-order normaliser).
+    - ``normalization`` (form: approximate): ``separate`` (the default for this form, as the paper's text
+      describes) normalises each Taylor order by its own weights — every order's row sums to 1 — and adds
+      the three; the first-order weights s_ij are signed, so their row sum is floored at ±1e-6 in the
+      degenerate case that it vanishes. ``single`` divides the Taylor numerator by one normaliser,
+      φ(q_i)·Σ_{j≤i} φ(k_j) (positive: 1 + s + s²/2 ≥ ½; the Based form, numerically the safer one).
     - ``random_std`` (qk_source: random): σ of the frozen random sequence ε ~ N(0, σ²I); default 1.0, the
       scale of a unit-variance input (the pre-norm in front of each mixer rescales it anyway).
     - ``detach_stream`` (qk_source: random | fixed_text): default false — gradients flow through the fixed
@@ -73,13 +74,18 @@ class AttentionOptions(BaseModel):
     kv_heads: int | None = Field(None, ge=1, description="key/value heads (GQA); default: one per query head")
     qk_dim: int | None = Field(None, ge=1, description="per-head query/key width; default d_h")
     normalization: Literal["single", "separate"] = Field(
-        "single", description="form approximate: one normaliser, or one per Taylor order"
+        "single", description="form approximate: one normaliser, or one per Taylor order (default for approximate: separate)"
     )
     chunk_size: int | None = Field(
         None, ge=1, description="form approximate / non_approximate: tokens per chunk; default 256 / 64"
     )
     random_std: float = Field(1.0, gt=0, description="qk_source random: std of the frozen random sequence")
     detach_stream: bool = Field(False, description="qk_source random / fixed_text: no gradient through the fixed stream")
+
+    def model_post_init(self, context: Any) -> None:
+        # the paper's per-order normalisation is the approximate form's default; an explicit value wins
+        if self.form == "approximate" and "normalization" not in self.model_fields_set:
+            self.normalization = "separate"
 
     def check(self, ctx: Any) -> None:
         """Reject combinations that cannot be built or would silently ignore an option (one sentence each)."""

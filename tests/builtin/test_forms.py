@@ -55,6 +55,34 @@ def test_taylor_single_normaliser_written_out():
         torch.testing.assert_close(out[0, 0, i], (w[:, None] * v[0, 0, : i + 1]).sum(0) / w.sum())
 
 
+def test_taylor_separate_normalises_each_order_on_its_own():
+    """The paper's normalisation: each Taylor order's causal weights (1, s, s²/2 with s = q·k/√d) divided by
+    their own row sum, so every order's rows sum to 1 and the combined map's rows sum to 3."""
+    q, k, v = _qkv(T=9)
+    T = q.shape[-2]
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    orders = [torch.ones_like(s), s, s * s / 2]
+    per_order = [torch.where(mask, w, 0.0) for w in orders]
+    per_order = [w / w.sum(-1, keepdim=True) for w in per_order]
+    for w in per_order:
+        torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
+    expected = sum(per_order)
+    weights = _forms.taylor_weights(q, k, causal=True, normalization="separate")
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(weights.sum(-1), torch.full_like(weights.sum(-1), 3.0))
+    out = _forms.taylor_attention(q, k, v, causal=True, normalization="separate", chunk_size=4)
+    torch.testing.assert_close(out, expected @ v)
+
+
+def test_approximate_defaults_to_the_papers_normalisation():
+    from deconstruct.builtin.attention import AttentionOptions
+
+    assert AttentionOptions(form="approximate").normalization == "separate"
+    assert AttentionOptions(form="approximate", normalization="single").normalization == "single"
+    assert AttentionOptions().normalization == "single"  # softmax: the option does not apply
+
+
 def test_taylor_fp32_close_to_fp64():
     q, k, v = _qkv(T=40)
     ref = _forms.taylor_attention(q, k, v, chunk_size=8)
