@@ -8,7 +8,7 @@ Runs, once per configuration and with one seed (OMP_NUM_THREADS=1 by default),
     deconstruct train studies/principles.yaml --set model.mixer.kind=KIND --set model.layout=LAYOUT \\
         --skip-relaxed --format json
 
-and prints a markdown table: val loss uniform / hybrid, the hybrid's skip_val_loss (its relaxed layers
+and prints a markdown table: val loss uniform / hybrid, the hybrid's skip_block_val_loss (its relaxed layers
 removed at evaluation), parameters and wall time. Standard attention's hybrid is the same model as its
 uniform (every layer standard), so it runs once. Progress goes to stderr, the table to stdout.
 """
@@ -78,7 +78,7 @@ def main() -> None:
         cells = [row["kind"] + (" (standard)" if row["kind"] == "attention" else "")]
         for r in (u, h):
             cells.append(r.get("error", "")[:60] or fmt(r["val_loss"]))
-        cells.append(fmt(h.get("skip_val_loss")) if "error" not in h else "—")
+        cells.append(fmt(h.get("skip_block_val_loss")) if "error" not in h else "—")
         cells += [f"{r['params']:,}" if "params" in r else "—" for r in (u, h)]
         cells += [f"{r['wall']:.0f}" for r in (u, h)]
         print("| " + " | ".join(cells) + " |")

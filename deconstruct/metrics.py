@@ -69,7 +69,9 @@ for _m in (
     Metric("wall_seconds", kind="seconds", column=True, help="wall time of the run, set-up included"),
     Metric("steps", kind="count", column=True, help="optimizer steps taken"),
     Metric("train_seconds", kind="seconds", aliases=("seconds",), help="training time"),
-    Metric("skip_val_loss", help="validation loss with the relaxed layers removed (the paper's skip evaluation)"),
+    Metric("skip_block_val_loss", aliases=("skip_val_loss",),
+           help="validation loss with the relaxed layers' blocks removed (the paper's skip evaluation)"),
+    Metric("skip_mixer_val_loss", help="validation loss with only the relaxed layers' token mixers removed"),
     Metric("bits_per_byte", task="lm", help="validation loss in bits per byte of text"),
     Metric("accuracy", direction="maximize", kind="fraction", help="accuracy on labelled positions"),
 ):

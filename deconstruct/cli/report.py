@@ -35,7 +35,7 @@ def report_command(
     metric: str = typer.Option(
         None, "--metric", metavar="NAME",
         help="Report this per-run value instead of the first objective: any dc_run column (val_loss, params, "
-             "tokens_per_second, ...) or key of the run's metrics (skip_val_loss: the skip evaluation with the "
+             "tokens_per_second, ...) or key of the run's metrics (skip_block_val_loss: the skip evaluation with the "
              "relaxed layers removed; bits_per_byte). Direction: the study's if NAME is an objective, else "
              "maximize for names containing 'accuracy' and minimize otherwise (loss, bits_per_byte, params, "
              "flops, seconds). Curves show NAME if it was recorded per step, else val_loss. Importances and the "
@@ -51,7 +51,7 @@ def report_command(
     Examples:
       deconstruct report quickstart
       deconstruct report quickstart --by model.mixer.kind
-      deconstruct report quickstart --metric skip_val_loss --by model.mixer.kind
+      deconstruct report quickstart --metric skip_block_val_loss --by model.mixer.kind
       deconstruct report quickstart --by model.layout --baseline hybrid --format csv > layout.csv
       deconstruct report quickstart --format html --out quickstart.html
       deconstruct report quickstart principles        # two studies side by side

@@ -14,7 +14,7 @@ def train_command(
     set_: list[str] = SetOption,
     seed: int = typer.Option(None, "--seed", help="Seed (default: the first of train.seeds)."),
     skip_relaxed: bool = typer.Option(
-        False, "--skip-relaxed", help="Also report skip_val_loss: validation loss with the relaxed layers removed."
+        False, "--skip-relaxed", help="Also report skip_block_val_loss (the paper's skip: relaxed blocks removed) and skip_mixer_val_loss (only their token mixers removed)."
     ),
     device: str = DeviceOption,
     format: TextFormat = typer.Option(TextFormat.text, "--format", "-f", help="text or json"),
@@ -48,11 +48,11 @@ def train_command(
     from rich.table import Table
 
     table = Table(show_header=False, title=f"{resolved.name} (seed {seed})", title_justify="left")
-    for key in ("val_loss", "bits_per_byte", "skip_val_loss", "params", "flops_per_token", "tokens",
+    for key in ("val_loss", "bits_per_byte", "skip_block_val_loss", "skip_mixer_val_loss", "params", "flops_per_token", "tokens",
                 "tokens_per_second", "seconds", "device"):
         if key in data:
             v = data[key]
-            shown = f"{v:.4f}" if isinstance(v, float) and key in ("val_loss", "bits_per_byte", "skip_val_loss") else (
+            shown = f"{v:.4f}" if isinstance(v, float) and key in ("val_loss", "bits_per_byte", "skip_block_val_loss", "skip_mixer_val_loss") else (
                 human(v) if isinstance(v, (int, float)) else str(v))
             table.add_row(key, shown)
     stdout.print(table)

@@ -47,10 +47,14 @@ class Block(nn.Module):
         self.channel = channel
         self.norm2 = make_norm(norm, ctx.d_model, ctx.bias) if channel is not None else None
         self.qk_source: str = getattr(self.mixer, "qk_source", "hidden")
+        # static queries/keys: the token embeddings with the model's learned positions (unless turned off)
+        self.static_positions: bool = bool(getattr(self.mixer, "static_positions", True))
 
-    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, T, d); qk: (B or 1, T, d) alternative source of queries/keys, or None
-        x = x + self.mixer(self.norm1(x), None if qk is None else self.norm1(qk))
+    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None, mix: bool = True) -> torch.Tensor:
+        # x: (B, T, d); qk: (B or 1, T, d) alternative source of queries/keys, or None.
+        # mix=False leaves the token mixer's residual branch out (the "skip mixer" evaluation).
+        if mix:
+            x = x + self.mixer(self.norm1(x), None if qk is None else self.norm1(qk))
         if self.channel is not None:
             assert self.norm2 is not None  # built together with the channel mixer
             x = x + self.channel(self.norm2(x))
@@ -93,6 +97,9 @@ class Transformer(nn.Module):
             std = max((getattr(b.mixer, "random_std", 1.0) for b in self.block_list() if b.qk_source == "random"), default=1.0)
             self.register_buffer("fixed_random", torch.randn(self.max_seq_len, m.d_model, generator=g) * std)
         if "fixed_text" in sources:
+            # without a text (e.g. a model built only to count parameters) the buffer is a placeholder and
+            # the forward pass refuses to run: zeros would silently be a "fixed text" of one repeated token
+            self.has_fixed_text = fixed_tokens is not None
             tokens = fixed_tokens if fixed_tokens is not None else torch.zeros(self.max_seq_len, dtype=torch.long)
             self.register_buffer("fixed_tokens", tokens[: self.max_seq_len].long().clone())
         self.detach_streams = any(getattr(b.mixer, "detach_stream", False) for b in self.block_list())
@@ -134,27 +141,43 @@ class Transformer(nn.Module):
                 E = self.fixed_random[:T].unsqueeze(0)  # (1, T, d)
                 x = E if self.wpe is None else E + self.wpe.weight[:T]
             else:
+                if not self.has_fixed_text:
+                    raise ValueError("qk_source: fixed_text needs the fixed token sequence (build_model(..., "
+                                     "fixed_tokens=task.fixed_tokens(T))); none was given")
                 E, x = self.embed(self.fixed_tokens[:T].unsqueeze(0))
             out[s] = (E, x)
         return out
 
-    def forward(self, idx: torch.Tensor, skip: frozenset[int] | set[int] = frozenset()) -> torch.Tensor:
-        """idx (B, T) → logits (B, T, V). ``skip``: 0-based layers to leave out (the paper's "skip")."""
+    def forward(
+        self, idx: torch.Tensor, skip: frozenset[int] | set[int] = frozenset(),
+        skip_mixer: frozenset[int] | set[int] = frozenset(),
+    ) -> torch.Tensor:
+        """idx (B, T) → logits (B, T, V). ``skip``: 0-based layers whose whole block is left out (the paper's
+        "skip"); ``skip_mixer``: layers whose token mixer alone is left out (the channel mixer stays)."""
         E, x = self.embed(idx)
         streams = self._stream_inputs(idx.shape[1]) if self.streams else {}
         for i, block in enumerate(self.block_list()):
             if i in skip:
                 continue
+            mix = i not in skip_mixer
             src = block.qk_source
-            qk = None if src == "hidden" else E if src == "static" else streams[src][1]
+            qk = None if src == "hidden" else self.static_source(block, E) if src == "static" else streams[src][1]
             if streams:  # advance each fixed stream through this block (standard mixing on itself)
-                streams = {s: (e, self._advance(block, e, h)) for s, (e, h) in streams.items()}
-            x = block(x, qk)
+                streams = {s: (e, self._advance(block, e, h, mix)) for s, (e, h) in streams.items()}
+            x = block(x, qk, mix)
         return self.head(self.norm_f(x))
 
-    def _advance(self, block: Block, E: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def static_source(self, block: Block, E: torch.Tensor) -> torch.Tensor:
+        """Queries/keys of ``qk_source: static``: the token embeddings E (B, T, d), plus the learned
+        positions when the model has them and the mixer keeps ``static_positions`` (RoPE, if used, is
+        applied inside the mixer as for any query/key)."""
+        if self.wpe is None or not block.static_positions:
+            return E
+        return E + self.wpe.weight[: E.shape[1]]
+
+    def _advance(self, block: Block, E: torch.Tensor, h: torch.Tensor, mix: bool = True) -> torch.Tensor:
         src = block.qk_source
-        h = block(h, E if src == "static" else None)
+        h = block(h, self.static_source(block, E) if src == "static" else None, mix)
         return h.detach() if self.detach_streams else h
 
     # -- accounting -------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | completed | failed | pruned
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    metrics: Mapped[dict] = mapped_column(JSON, default=dict)  # final metrics: bits_per_byte, skip_val_loss, …
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)  # final metrics: bits_per_byte, skip_block_val_loss, …
     params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     flops_per_token: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

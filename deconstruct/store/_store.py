@@ -171,7 +171,7 @@ class RunInfo:
     status: str  # running | completed | failed | pruned
     error: str | None
     val_loss: float | None
-    metrics: dict[str, Any]  # bits_per_byte, skip_val_loss, train_seconds, … (final values)
+    metrics: dict[str, Any]  # bits_per_byte, skip_block_val_loss, train_seconds, … (final values)
     params: int | None
     flops_per_token: int | None
     tokens: int | None

@@ -71,7 +71,7 @@ HOST = socket.gethostname()
 
 #: objectives every run measures (``seconds`` = training time); a task may add metrics of its own
 KNOWN_OBJECTIVES = ("val_loss", "params", "flops_per_token", "flops", "tokens", "tokens_per_second",
-                    "peak_memory_bytes", "wall_seconds", "seconds", "train_seconds", "steps", "skip_val_loss")
+                    "peak_memory_bytes", "wall_seconds", "seconds", "train_seconds", "steps", "skip_block_val_loss")
 
 
 class StudyError(DeconstructError):
@@ -370,7 +370,7 @@ class StudyRunner:
         self.directions = self.spec.study.directions
         self.seeds = list(self.spec.train.seeds)
         # the paper's "skip" evaluation (relaxed layers removed, no retraining) costs a few evaluation batches:
-        # every run records it as metrics["skip_val_loss"], so a report can use it as an objective or column
+        # every run records it as metrics["skip_block_val_loss"], so a report can use it as an objective or column
         self.skip_relaxed = True
         self._tasks: dict[str, Any] = {}
         self._check_objectives(resolved)

@@ -51,7 +51,7 @@ class TrainResult:
     seed: int
     config_hash: str
     peak_memory_bytes: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_val_loss
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_block_val_loss
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
     diagnostics: list[tuple[int, int, str, float]] = field(default_factory=list)  # (layer, head, name, value)
 
@@ -119,9 +119,12 @@ def evaluate(
     skip: frozenset[int] = frozenset(),
     accuracy: bool = False,
     task: Any = None,
+    skip_mixer: frozenset[int] = frozenset(),
 ) -> dict[str, float]:
     """Mean loss over the labelled positions of ``batches`` (and accuracy there, if asked). A ``task`` with
-    ``evaluate_batch`` (non-token tasks) scores the batches itself: every entry is reported as sum / count."""
+    ``evaluate_batch`` (non-token tasks) scores the batches itself: every entry is reported as sum / count.
+    ``skip`` leaves whole blocks out, ``skip_mixer`` only their token mixers (0-based layer indices)."""
+    skips = {"skip": skip, "skip_mixer": skip_mixer} if skip or skip_mixer else {}
     was_training = model.training
     model.eval()
     score = getattr(task, "evaluate_batch", None)
@@ -129,7 +132,7 @@ def evaluate(
         sums: dict[str, list[float]] = {}
         for x, y in batches:
             with ctx:
-                out = model(x, skip=skip) if skip else model(x)
+                out = model(x, **skips)
             for name, (value, n) in score(out, x, y).items():
                 acc = sums.setdefault(name, [0.0, 0])
                 acc[0] += value
@@ -139,7 +142,7 @@ def evaluate(
     total, correct, count = 0.0, 0, 0
     for x, y in batches:
         with ctx:
-            logits = model(x, skip=skip) if skip else model(x)
+            logits = model(x, **skips)
         labelled = y != -100
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
         total += loss.item()
@@ -247,7 +250,10 @@ def train(
     metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
     if skip_relaxed:
         relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
-        metrics["skip_val_loss"] = evaluate(model, val_batches, amp, skip=relaxed, task=task)["val_loss"] if relaxed else val_loss
+        # the paper's skip removes the relaxed layers (whole blocks); skipping only their token mixers keeps
+        # the channel mixers, and asks whether the relaxed layers' *mixing* is what the model relies on
+        for name, how in (("skip_block_val_loss", "skip"), ("skip_mixer_val_loss", "skip_mixer")):
+            metrics[name] = evaluate(model, val_batches, amp, task=task, **{how: relaxed})["val_loss"] if relaxed else val_loss
     diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()

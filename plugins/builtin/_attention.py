@@ -65,6 +65,7 @@ class Attention(nn.Module):
         # read by the Transformer: where queries/keys come from, and how the fixed streams are made
         self.qk_source = options.qk_source
         self.random_std, self.detach_stream = options.random_std, options.detach_stream
+        self.static_positions = options.static_positions
 
         # widths: per-head query/key width, per-head value width, rows of each projection
         collapsed_qk = self.qk_mode == "collapsed"

@@ -48,6 +48,14 @@ class AttentionOptions(BaseModel):
       stream into the blocks it passes (the paper recomputes the stream with the current weights and gives
       no reason to cut them; cutting them is cheaper and removes a second path by which the relaxed layers'
       Q/K train the earlier blocks, so it is the ablation worth having as an option).
+    - ``static_positions`` (qk_source: static): default true — the static stream is the token embeddings
+      plus the position information the model has (learned positions added; RoPE rotates queries and keys
+      inside attention as usual). Without positions a query weighs every occurrence of a token equally
+      wherever it stands. The paper relaxes the *contextual* dependency of Q/K, not their position
+      information; with rotary positions (a Llama-style model) the static queries/keys are rotated inside
+      attention like any others, and true gives learned-position models the same. The paper's text does not
+      spell this out (we could not check its code): false is the ablation "no position information in Q/K"
+      and the behaviour of earlier versions of this tool.
     - ``chunk_size`` (form: approximate | non_approximate): tokens per chunk of the linear-time causal
       computation; changes speed and memory, not the result (up to rounding). Inside a chunk the quadratic
       kernel costs ~C·(d_qk + d_v) per token, the state read/written across chunks ~4·d_qk²·d_v for the
@@ -81,6 +89,9 @@ class AttentionOptions(BaseModel):
     )
     random_std: float = Field(1.0, gt=0, description="qk_source random: std of the frozen random sequence")
     detach_stream: bool = Field(False, description="qk_source random / fixed_text: no gradient through the fixed stream")
+    static_positions: bool = Field(
+        True, description="qk_source static: add the model's learned positions to the static embeddings"
+    )
 
     def model_post_init(self, context: Any) -> None:
         # the paper's per-order normalisation is the approximate form's default; an explicit value wins
@@ -112,6 +123,8 @@ class AttentionOptions(BaseModel):
             raise ValueError(f"chunk_size applies to form: approximate or non_approximate only (form is {self.form})")
         if self.random_std != 1.0 and self.qk_source != "random":
             raise ValueError(f"random_std applies to qk_source: random only (qk_source is {self.qk_source})")
+        if not self.static_positions and self.qk_source != "static":
+            raise ValueError(f"static_positions applies to qk_source: static only (qk_source is {self.qk_source})")
         if self.detach_stream and self.qk_source not in FIXED_SOURCES:
             raise ValueError(f"detach_stream applies to qk_source: random or fixed_text only (qk_source is {self.qk_source})")
         if self.qk_source == "fixed_text" and not getattr(ctx, "token_inputs", True):

@@ -201,3 +201,37 @@ CONFORMANCE = [(name, {}) for name in PRESETS] + [
 def test_conformance_suite(name, options):
     """The suite every plugin mixer must pass (deconstruct.testing); training is covered by test_principles."""
     check_mixer(name, options, checks=("shape", "causal", "gradients", "deterministic", "spec"))
+
+
+def _static_map(static_positions: bool) -> torch.Tensor:
+    """Layer 1's attention map (H, T, T) of a static_qk model on a sequence holding token 5 at positions 2
+    and 9, captured from the forward pass (the mixer's own inputs)."""
+    model = build({"kind": "static_qk", "static_positions": static_positions}, layers=1)
+    idx = tokens(B=1)
+    idx[0, 2] = idx[0, 9] = 5
+    captured = {}
+    block = model.block_list()[0]
+    handle = block.mixer.register_forward_pre_hook(lambda mod, args: captured.update(args=args))
+    model(idx)
+    handle.remove()
+    return block.mixer.attention_weights(*captured["args"])[0]
+
+
+def test_static_qk_sees_positions_by_default():
+    """Q/K from the token embeddings plus the learned positions: a query weighs two occurrences of one token
+    differently (their keys differ by the position embeddings); without positions they weigh the same."""
+    with_pos, without = _static_map(True), _static_map(False)
+    t = T - 1  # a query that sees both occurrences
+    assert not torch.allclose(with_pos[:, t, 2], with_pos[:, t, 9])
+    torch.testing.assert_close(without[:, t, 2], without[:, t, 9])
+
+
+def test_static_positions_applies_to_static_qk_only():
+    with pytest.raises(Exception, match="static_positions applies to qk_source: static only"):
+        load_spec(spec({"kind": "attention", "static_positions": False}))
+
+
+def test_fixed_text_qk_without_a_text_is_an_error_not_zeros():
+    model = build_model(load_spec(spec("fixed_text_qk")))  # built without fixed_tokens (e.g. to count parameters)
+    with pytest.raises(ValueError, match="fixed_text needs the fixed token sequence"):
+        model(tokens())

@@ -39,14 +39,14 @@ def test_every_configuration_trains(kind, layout, task):
     else:
         assert relaxed == ([1, 2] if layout == "uniform" else [1])  # hybrid: standard in even layers
     result = train(resolved, seed=0, task=task, device="cpu", skip_relaxed=True)
-    assert result.steps == 2 and math.isfinite(result.val_loss) and math.isfinite(result.metrics["skip_val_loss"])
+    assert result.steps == 2 and math.isfinite(result.val_loss) and math.isfinite(result.metrics["skip_block_val_loss"])
     assert result.params > 0 and result.flops_per_token > 0
 
 
 def test_skip_evaluation(task):
-    """skip_val_loss removes the relaxed layers of a trained hybrid; a uniform-standard model has none."""
+    """skip_block_val_loss removes the relaxed layers of a trained hybrid; a uniform-standard model has none."""
     hybrid = train(load_spec(SPEC, TINY + ["model.mixer.kind=approximate", "model.layout=hybrid"]),
                    task=task, device="cpu", skip_relaxed=True)
-    assert hybrid.metrics["skip_val_loss"] != hybrid.val_loss
+    assert hybrid.metrics["skip_block_val_loss"] != hybrid.val_loss
     standard = train(load_spec(SPEC, TINY + ["model.mixer.kind=attention"]), task=task, device="cpu", skip_relaxed=True)
-    assert standard.metrics["skip_val_loss"] == standard.val_loss
+    assert standard.metrics["skip_block_val_loss"] == standard.val_loss

@@ -60,7 +60,8 @@ def test_train_quickstart_text_with_shrink_overrides():
 def test_train_skip_relaxed(tiny_file, tiny):
     tiny["model"].update(layout="hybrid", mixer="mlp")
     data = json.loads(cli("train", str(tiny_file(tiny)), "--format", "json", "--skip-relaxed").stdout)
-    assert "skip_val_loss" in data and data["skip_val_loss"] != data["val_loss"]
+    assert "skip_block_val_loss" in data and data["skip_block_val_loss"] != data["val_loss"]
+    assert "skip_mixer_val_loss" in data and data["skip_mixer_val_loss"] != data["skip_block_val_loss"]
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def stored_runs(real_study):
     return runs
 
 
-@pytest.mark.parametrize("metric", ["bits_per_byte", "skip_val_loss"])
+@pytest.mark.parametrize("metric", ["bits_per_byte", "skip_block_val_loss"])
 def test_configuration_means_for_a_metric_equal_a_recomputation_from_the_store(real_study, metric):
     study = report_json(real_study, "--metric", metric)
     runs = stored_runs(real_study)
@@ -68,9 +68,9 @@ def test_by_effects_use_the_metric(real_study):
 
 
 def test_table_names_the_metric(real_study):
-    res = invoke(real_study, "--metric", "skip_val_loss")
+    res = invoke(real_study, "--metric", "skip_block_val_loss")
     assert res.exit_code == 0, res.stderr + res.stdout
-    assert "skip_val_loss" in res.stdout and "reporting skip_val_loss (minimize)" in res.stdout
+    assert "skip_block_val_loss" in res.stdout and "reporting skip_block_val_loss (minimize)" in res.stdout
 
 
 def test_unknown_metric_exits_2_listing_the_metrics_the_runs_have(real_study):
@@ -78,4 +78,4 @@ def test_unknown_metric_exits_2_listing_the_metrics_the_runs_have(real_study):
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "no_such_metric" in lines[0]
-    assert "bits_per_byte" in lines[0] and "skip_val_loss" in lines[0] and "val_loss" in lines[0]
+    assert "bits_per_byte" in lines[0] and "skip_block_val_loss" in lines[0] and "val_loss" in lines[0]

@@ -45,9 +45,9 @@ def test_grid_with_two_seeds_stores_every_run_and_rerun_adds_nothing(spec, any_s
         assert r.tokens_per_second > 0 and r.wall_seconds >= r.metrics["train_seconds"] > 0
         assert "bits_per_byte" in r.metrics and r.device == "cpu" and r.trial_state == "completed"
         if r.search_params["model.mixer.kind"] == "attention":  # no relaxed layer to skip
-            assert r.metrics["skip_val_loss"] == r.val_loss
+            assert r.metrics["skip_block_val_loss"] == r.val_loss
         else:  # every layer relaxed: skipping leaves embeddings → head
-            assert r.metrics["skip_val_loss"] != r.val_loss
+            assert r.metrics["skip_block_val_loss"] != r.val_loss
         assert r.versions["torch"] and r.versions["optuna"] == optuna.__version__
         # the plugins that provided this run's mixer, channel mixer and task, with their versions (issue 6)
         assert r.plugins == plugins_for(load_spec(path, [f"{k}={v}" for k, v in r.search_params.items()]))

@@ -21,7 +21,7 @@ class Capture:
         self.model, self.val_batches, self.amp = info["model"], info["val_batches"], info["autocast"]
 
 
-def test_skip_val_loss_is_the_loss_without_the_relaxed_blocks(tiny):
+def test_skip_block_val_loss_is_the_loss_without_the_relaxed_blocks(tiny):
     tiny["model"]["mixer"] = "mlp"
     tiny["model"]["layout"] = "hybrid"
     tiny["train"].update(steps=3, eval_every=3, eval_batches=2, device="cpu")
@@ -40,5 +40,29 @@ def test_skip_val_loss_is_the_loss_without_the_relaxed_blocks(tiny):
     assert len(pruned.blocks) == 1 and pruned.block_list()[0].mixer.__class__.__name__ == "Attention"
     independent = evaluate(pruned, val_batches, amp)["val_loss"]
 
-    assert result.metrics["skip_val_loss"] == pytest.approx(independent, abs=1e-6)
-    assert abs(result.metrics["skip_val_loss"] - result.val_loss) > 1e-3
+    assert result.metrics["skip_block_val_loss"] == pytest.approx(independent, abs=1e-6)
+    assert abs(result.metrics["skip_block_val_loss"] - result.val_loss) > 1e-3
+
+
+class _Zero(nn.Module):
+    """A token mixer whose residual branch is zero (what skipping the mixer alone means)."""
+
+    def forward(self, x, qk=None):
+        return x * 0
+
+
+def test_skip_mixer_val_loss_is_the_loss_without_the_relaxed_token_mixers(tiny):
+    tiny["model"]["mixer"] = "mlp"
+    tiny["model"]["layout"] = "hybrid"
+    tiny["train"].update(steps=3, eval_every=3, eval_batches=2, device="cpu")
+    resolved = load_spec(tiny)
+    capture = Capture()
+    result = train(resolved, seed=0, skip_relaxed=True, with_diagnostics=False, callback=capture)
+
+    replaced = copy.deepcopy(capture.model)
+    for i in resolved.relaxed_layers:
+        replaced.block_list()[i - 1].mixer = _Zero()
+    independent = evaluate(replaced, capture.val_batches, capture.amp)["val_loss"]
+    assert result.metrics["skip_mixer_val_loss"] == pytest.approx(independent, abs=1e-6)
+    # keeping the relaxed layers' channel mixers is a different model from removing the blocks
+    assert abs(result.metrics["skip_mixer_val_loss"] - result.metrics["skip_block_val_loss"]) > 1e-4
