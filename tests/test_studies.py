@@ -14,7 +14,7 @@ from deconstruct.spec import load_spec
 from deconstruct.train import train
 
 STUDIES = sorted((Path(__file__).resolve().parent.parent / "studies").glob("*.yaml"))
-SHRINK = ["model.d_model=16", "model.layers=2", "task.seq_len=16", "task.max_bytes=200000",
+SHRINK = ["model.d_model=48", "model.layers=2", "task.seq_len=16", "task.max_bytes=200000",
           "train.steps=2", "train.batch_size=2", "train.eval_batches=1", "train.eval_every=2"]
 
 

@@ -1,11 +1,11 @@
 """nn.Module of the ``differential`` mixer (see ``differential.py`` for the options and the papers).
 
 Shapes: B batch, T tokens, H signal (differential) heads, G = H / r noise heads, D = d_h = d / h the width
-of one query/key half; values are 2·D wide per signal head.
+of one query/key half; values are D_v wide per signal head (2·D for DiffAttn).
 
 Parameters: ``qkv`` is the fused input projection with rows [Q_1 (H·D) | Q_2 (G·D) | K_1 (H·D) | K_2 (G·D) |
-V (H·2D)]; ``lambda_q1, lambda_k1, lambda_q2, lambda_k2`` (D each) give λ; ``subln`` is the RMSNorm over a
-head's 2·D channels (one gain shared by the heads); ``out_proj`` is W_O (H·2D → d).
+V (H·D_v)]; ``lambda_q1, lambda_k1, lambda_q2, lambda_k2`` (D each) give λ; ``subln`` is the RMSNorm over a
+head's D_v channels (one gain shared by the heads); ``out_proj`` is W_O (H·D_v → d).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class DifferentialAttention(nn.Module):
 
     Both softmax maps go through :func:`deconstruct.model.attend` (never materialised):
     head_h = A_1^h·V_h − λ·A_2^{g(h)}·V_h with g(h) = h // r. The noise term of a group is one ``attend``
-    call whose value is the r signal heads' values side by side, (B, G, T, r·2D), since
+    call whose value is the r signal heads' values side by side, (B, G, T, r·D_v), since
     A_2·[V_1 | … | V_r] = [A_2·V_1 | … | A_2·V_r].
     """
 
@@ -39,21 +39,21 @@ class DifferentialAttention(nn.Module):
         super().__init__()
         d = ctx.d_model
         self.d, self.D = d, ctx.head_dim
-        self.H = options.signal_heads(ctx)
+        self.H, self.G = options.signal_heads(ctx), options.noise_heads(ctx)
         self.r = options.signal_ratio
-        self.G = self.H // self.r
+        self.Dv = options.value_width(ctx)
         self.causal, self.backend = ctx.causal, ctx.backend
         self.lambda_init = lambda_init(ctx.layer_index)
 
-        D, H, G = self.D, self.H, self.G
-        self.rows = (H * D, G * D, H * D, G * D, H * 2 * D)  # Q_1, Q_2, K_1, K_2, V
+        D, H, G, Dv = self.D, self.H, self.G, self.Dv
+        self.rows = (H * D, G * D, H * D, G * D, H * Dv)  # Q_1, Q_2, K_1, K_2, V
         self.qkv = nn.Linear(d, sum(self.rows), bias=ctx.bias)
-        self.out_proj = nn.Linear(H * 2 * D, d, bias=ctx.bias)
+        self.out_proj = nn.Linear(H * Dv, d, bias=ctx.bias)
         self.lambda_q1 = nn.Parameter(torch.empty(D))
         self.lambda_k1 = nn.Parameter(torch.empty(D))
         self.lambda_q2 = nn.Parameter(torch.empty(D))
         self.lambda_k2 = nn.Parameter(torch.empty(D))
-        self.subln = RMSNorm(2 * D, eps=1e-5)
+        self.subln = RMSNorm(Dv, eps=1e-5)
         self.rotary = Rotary(D, ctx.max_seq_len) if ctx.positions == "rope" else None
         self.init_weights()
 
@@ -71,7 +71,7 @@ class DifferentialAttention(nn.Module):
         return (l1 - l2 + self.lambda_init).to(self.lambda_q1.dtype)
 
     def _project(self, x: torch.Tensor, qk: torch.Tensor | None):
-        """x (B, T, d) → q1, k1 (B, H, T, D); q2, k2 (B, G, T, D); v (B, H, T, 2D).
+        """x (B, T, d) → q1, k1 (B, H, T, D); q2, k2 (B, G, T, D); v (B, H, T, D_v).
 
         With ``qk`` (another stream, (B or 1, T, d)) queries/keys come from it and values from x."""
         B, T, _ = x.shape
@@ -91,7 +91,7 @@ class DifferentialAttention(nn.Module):
 
         q1, k1 = heads(q1, H, D, Bs), heads(k1, H, D, Bs)  # (B, H, T, D)
         q2, k2 = heads(q2, G, D, Bs), heads(k2, G, D, Bs)  # (B, G, T, D)
-        v = heads(v, H, 2 * D, B)  # (B, H, T, 2D)
+        v = heads(v, H, self.Dv, B)  # (B, H, T, D_v)
         if self.rotary is not None:
             q1, k1, q2, k2 = (self.rotary(t) for t in (q1, k1, q2, k2))
         if Bs != B:  # a stream of batch 1 serves the whole batch
@@ -99,10 +99,10 @@ class DifferentialAttention(nn.Module):
         return q1, k1, q2, k2, v
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B, H, T, 2D) = (A_1 − λA_2)·V → RMSNorm per head · (1 − λ_init) → concat → W_O → (B, T, d)."""
+        """y (B, H, T, D_v) = (A_1 − λA_2)·V → RMSNorm per head · (1 − λ_init) → concat → W_O → (B, T, d)."""
         B, H, T, _ = y.shape
         y = self.subln(y) * (1.0 - self.lambda_init)
-        y = y.transpose(1, 2).reshape(B, T, H * 2 * self.D)  # concat heads
+        y = y.transpose(1, 2).reshape(B, T, H * self.Dv)  # concat heads
         return self.out_proj(y)
 
     # -- forward ----------------------------------------------------------------------------------------------
@@ -110,13 +110,13 @@ class DifferentialAttention(nn.Module):
         q1, k1, q2, k2, v = self._project(x, qk)
         B, H, T, D2 = v.shape
         G, r = self.G, self.r
-        # the Triton kernel wants equal q/k/v widths; values here are 2·D (and r·2D): use SDPA instead
+        # the Triton kernel wants equal q/k/v widths; values here are D_v (and r·D_v): use SDPA instead
         backend = "sdpa" if self.backend == "triton" else self.backend
-        y1 = attend(q1, k1, v, causal=self.causal, backend=backend)  # (B, H, T, 2D) = A_1·V
-        # group g's r values side by side: (B, H, T, 2D) → (B, G, T, r·2D)
+        y1 = attend(q1, k1, v, causal=self.causal, backend=backend)  # (B, H, T, D_v) = A_1·V
+        # group g's r values side by side: (B, H, T, D_v) → (B, G, T, r·D_v)
         vg = v if r == 1 else v.reshape(B, G, r, T, D2).transpose(2, 3).reshape(B, G, T, r * D2)
-        y2 = attend(q2, k2, vg, causal=self.causal, backend=backend)  # (B, G, T, r·2D) = A_2·[V_1 … V_r]
-        if r > 1:  # back to (B, H, T, 2D)
+        y2 = attend(q2, k2, vg, causal=self.causal, backend=backend)  # (B, G, T, r·D_v) = A_2·[V_1 … V_r]
+        if r > 1:  # back to (B, H, T, D_v)
             y2 = y2.reshape(B, G, T, r, D2).transpose(2, 3).reshape(B, H, T, D2)
         y = y1 - self.lam() * y2
         return self._output(y)
@@ -149,10 +149,10 @@ class DifferentialAttention(nn.Module):
     def flops_per_token(self, seq_len: int) -> int:
         """Forward FLOPs per token: 2 × the projection weights, plus per token, with span the mean number of
         keys a query sees ((T+1)/2 causal, T otherwise): 2·span·D for each of the H + G score maps,
-        2·span·2D for A_1·V and again for A_2·V per signal head, and ~12·D per head for λ-subtraction,
+        2·span·D_v for A_1·V and again for A_2·V per signal head, and ~6·D_v per head for λ-subtraction,
         RMSNorm and the (1 − λ_init) scale."""
         weights = self.qkv.weight.numel() + self.out_proj.weight.numel()
         H, G, D, T = self.H, self.G, self.D, seq_len
         span = (T + 1) / 2 if self.causal else T
-        mixing = 2 * span * D * (H + G) + 2 * 2 * span * 2 * D * H + 12 * D * H
+        mixing = 2 * span * D * (H + G) + 2 * 2 * span * self.Dv * H + 6 * self.Dv * H
         return int(2 * weights + mixing)

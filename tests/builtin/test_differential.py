@@ -4,6 +4,7 @@ count, λ_init per layer, and equivalences against written-out references."""
 from __future__ import annotations
 
 import math
+import re
 from functools import partial
 
 import _mixer_helpers as helpers
@@ -30,13 +31,13 @@ class TestDifferentialConformance(MixerConformance):
 
 
 def test_gda_conformance():
-    check_mixer("differential", {"heads": 4, "signal_ratio": 2}, plugins=PLUGINS,
+    check_mixer("differential", {"heads": 6, "signal_ratio": 2}, plugins=PLUGINS,
                 checks=("shape", "causal", "gradients", "deterministic", "spec"))
 
 
 def test_noncausal_and_rope_conformance():
     cloze = {"name": "cloze", "corpus": "stdlib", "max_bytes": 200_000}
-    check_mixer("differential", {"signal_ratio": 2}, plugins=PLUGINS, task=cloze, train_steps=2,
+    check_mixer("differential", {"heads": 6, "signal_ratio": 2}, plugins=PLUGINS, task=cloze, train_steps=2,
                 checks=("shape", "gradients", "spec", "trains"))
     case = MixerCase("differential", {}, registry=registry_with(PLUGINS))
     spec = case.spec(positions="rope")
@@ -71,7 +72,7 @@ def x_of(mixer, B=2, T=10, seed=1):
 def reference(mixer: DifferentialAttention, x: torch.Tensor) -> torch.Tensor:
     """DiffAttn / GDA written out head by head, materialising both T×T maps (float64)."""
     B, T, d = x.shape
-    D, H, r = mixer.D, mixer.H, mixer.r
+    D, H, r, Dv = mixer.D, mixer.H, mixer.r, mixer.Dv
     W = mixer.qkv.weight
     Wq1, Wq2, Wk1, Wk2, Wv = W.split(mixer.rows, dim=0)
     lam_init = 0.8 - 0.6 * math.exp(-0.3 * 0)  # layer_index 0
@@ -88,7 +89,7 @@ def reference(mixer: DifferentialAttention, x: torch.Tensor) -> torch.Tensor:
         g = h // r  # the noise head of h's group
         a1 = softmax_map(x @ Wq1[h * D:(h + 1) * D].T, x @ Wk1[h * D:(h + 1) * D].T)
         a2 = softmax_map(x @ Wq2[g * D:(g + 1) * D].T, x @ Wk2[g * D:(g + 1) * D].T)
-        v = x @ Wv[h * 2 * D:(h + 1) * 2 * D].T  # (B, T, 2D)
+        v = x @ Wv[h * Dv:(h + 1) * Dv].T  # (B, T, D_v)
         head = (a1 - lam * a2) @ v
         rms = head.square().mean(-1, keepdim=True).add(1e-5).sqrt()
         heads.append(head / rms * mixer.subln.weight * (1 - lam_init))
@@ -97,18 +98,18 @@ def reference(mixer: DifferentialAttention, x: torch.Tensor) -> torch.Tensor:
 
 # -- equivalences ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("options", [{}, {"signal_ratio": 2, "heads": 4}, {"signal_ratio": 4, "heads": 4}])
+@pytest.mark.parametrize("options", [{}, {"signal_ratio": 2, "heads": 6}, {"signal_ratio": 4, "heads": 10}])
 def test_forward_equals_written_out_reference(options, causal):
     mixer = make(options, make_ctx(causal=causal))
     x = x_of(mixer)
     torch.testing.assert_close(mixer(x), reference(mixer, x), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("options", [{}, {"signal_ratio": 2, "heads": 4}])
+@pytest.mark.parametrize("options", [{}, {"signal_ratio": 2, "heads": 6}])
 def test_forward_equals_attention_weights_times_values(options):
     mixer = make(options)
     x = x_of(mixer)
-    v = mixer._project(x, None)[4]  # (B, H, T, 2D)
+    v = mixer._project(x, None)[4]  # (B, H, T, D_v)
     torch.testing.assert_close(mixer(x), mixer._output(mixer.attention_weights(x) @ v), rtol=1e-9, atol=1e-9)
 
 
@@ -137,9 +138,16 @@ def test_lambda_zero_is_plain_attention_on_the_first_halves():
 
 
 def test_gda_equals_diffattn_with_duplicated_noise_heads():
-    """GDA r = 2 is DiffAttn (r = 1) whose noise query/key halves repeat each shared noise head r times."""
-    gda = make({"heads": 4, "signal_ratio": 2})
-    diff = make({"heads": 4, "signal_ratio": 1}, seed=1)
+    """GDA r = 2 (budget 6: 4 signal + 2 noise heads) is DiffAttn with 4 signal heads (budget 8) whose noise
+    query/key halves repeat each shared noise head r times (values of the same width)."""
+    gda = make({"heads": 6, "signal_ratio": 2})
+    diff = make({"heads": 8, "signal_ratio": 1}, seed=1)
+    assert (gda.H, gda.G, diff.H, diff.G) == (4, 2, 4, 4)
+    diff.Dv = gda.Dv  # DiffAttn's default value width is 2·d_h; give it GDA's (6·d_h / 4) to compare maps
+    diff.rows = (*diff.rows[:4], gda.rows[4])
+    diff.qkv = nn.Linear(diff.d, sum(diff.rows), bias=False).double()
+    diff.out_proj = gda.out_proj
+    diff.subln = gda.subln
     D = gda.D
     gq1, gq2, gk1, gk2, gv = gda.qkv.weight.split(gda.rows, dim=0)
     dup = lambda w: w.view(gda.G, D, -1).repeat_interleave(2, dim=0).reshape(-1, w.shape[-1])  # noqa: E731
@@ -154,14 +162,14 @@ def test_gda_equals_diffattn_with_duplicated_noise_heads():
 
 
 def test_signal_ratio_one_is_diffattn_default():
-    a, b = make({}), make({"signal_ratio": 1, "heads": 2})
-    assert (a.H, a.G, a.r) == (2, 2, 1)
+    a, b = make({}), make({"signal_ratio": 1, "heads": 4})
+    assert (a.H, a.G, a.r, a.Dv) == (2, 2, 1, 2 * a.D)
     x = x_of(a)
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
 
 
 def test_gda_shares_the_noise_map():
-    mixer = make({"heads": 4, "signal_ratio": 2})
+    mixer = make({"heads": 6, "signal_ratio": 2})
     x = x_of(mixer)
     a1, a2, lam = mixer.maps(x)
     assert a1.shape == (2, 4, 10, 10) and a2.shape == (2, 2, 10, 10)
@@ -203,31 +211,40 @@ def test_lambda_formula():
 
 
 # -- parameters, FLOPs, validation -----------------------------------------------------------------------------
-def expected_params(d: int, h: int, H: int, r: int, bias: bool = False) -> int:
-    """DiffAttn/GDA parameters, d_h = d/h, G = H/r noise heads:
-    W_Q, W_K: d × (H + G)·d_h each; W_V: d × 2H·d_h; W_O: 2H·d_h × d; λ: 4·d_h; RMSNorm gain: 2·d_h;
-    biases (if any): 2(H + G)·d_h + 2H·d_h + d.
-    With r = 1 and H = h/2: 4d² + 6·d_h, i.e. standard attention (4d²) plus 6·d_h."""
-    D, G = d // h, H // r
-    n = 2 * d * D * (H + G) + 2 * d * D * H + 2 * H * D * d + 4 * D + 2 * D
+def expected_params(d: int, h: int, n: int, r: int, bias: bool = False) -> int:
+    """DiffAttn/GDA parameters, d_h = d/h, budget n heads: S = n·r/(r + 1) signal, G = n/(r + 1) noise,
+    value width D_v = n·d_h/S per signal head. W_Q, W_K: d × (S + G)·d_h = d × n·d_h each; W_V: d × S·D_v
+    = d × n·d_h; W_O: n·d_h × d; λ: 4·d_h; RMSNorm gain: D_v; biases (if any): 3·n·d_h + d."""
+    D = d // h
+    S = n * r // (r + 1)
+    Dv = n * D // S
+    total = 4 * d * n * D + 4 * D + Dv
     if bias:
-        n += 2 * (H + G) * D + 2 * H * D + d
-    return n
+        total += 3 * n * D + d
+    return total
 
 
 @pytest.mark.parametrize("d,h,options,bias", [
-    (16, 4, {}, False), (32, 8, {}, True), (16, 4, {"heads": 4, "signal_ratio": 2}, False),
-    (24, 4, {"heads": 6, "signal_ratio": 3}, True),
+    (16, 4, {}, False), (32, 8, {}, True), (16, 4, {"heads": 6, "signal_ratio": 2}, False),
+    (24, 4, {"signal_ratio": 3}, True), (48, 8, {"signal_ratio": 3}, False),
 ])
 def test_parameter_count(d, h, options, bias):
     ctx = make_ctx(d=d, heads=h, bias=bias)
     mixer = make(options, ctx)
     opts = DifferentialOptions(**options)
-    assert sum(p.numel() for p in mixer.parameters()) == expected_params(d, h, opts.signal_heads(ctx), opts.signal_ratio, bias)
-    if not options:  # the paper's mapping: standard attention plus λ (4·d_h) and the RMSNorm gain (2·d_h)
-        attn = Attention(ctx, AttentionOptions())
-        extra = sum(p.numel() for p in mixer.parameters()) - sum(p.numel() for p in attn.parameters())
-        assert extra == 6 * (d // h)
+    assert sum(p.numel() for p in mixer.parameters()) == expected_params(d, h, opts.budget(ctx), opts.signal_ratio, bias)
+
+
+@pytest.mark.parametrize("d,h,r", [(16, 4, 1), (24, 4, 3), (48, 8, 3), (48, 8, 1), (60, 6, 2)])
+def test_gda_keeps_the_head_budget_and_the_parameters_of_standard_attention(d, h, r):
+    """Lim et al.'s re-allocation: signal + noise heads = the standard model's heads, so the mixer has
+    standard attention's parameters plus λ (4·d_h) and the RMSNorm gain (D_v), whatever the ratio."""
+    ctx = make_ctx(d=d, heads=h)
+    mixer = make({"signal_ratio": r}, ctx)
+    assert mixer.H + mixer.G == h and mixer.H == r * mixer.G
+    attn = Attention(ctx, AttentionOptions())
+    extra = sum(p.numel() for p in mixer.parameters()) - sum(p.numel() for p in attn.parameters())
+    assert extra == 4 * (d // h) + mixer.Dv
 
 
 def test_flops_per_token():
@@ -235,24 +252,25 @@ def test_flops_per_token():
     weights = mixer.qkv.weight.numel() + mixer.out_proj.weight.numel()
     T, D, H = 10, mixer.D, mixer.H
     span = (T + 1) / 2
-    assert mixer.flops_per_token(T) == int(2 * weights + 2 * span * D * (2 * H) + 8 * span * D * H + 12 * D * H)
+    Dv = mixer.Dv
+    assert mixer.flops_per_token(T) == int(2 * weights + 2 * span * D * (2 * H) + 4 * span * Dv * H + 6 * Dv * H)
     assert mixer.flops_per_token(2 * T) > mixer.flops_per_token(T)
 
 
 @pytest.mark.parametrize("model,options,message", [
-    ({"heads": 3, "d_model": 33}, {}, "must be even"),
-    ({"heads": 4}, {"signal_ratio": 3}, "signal_ratio (3) must divide"),
-    ({"heads": 4}, {"heads": 3, "signal_ratio": 2}, "signal_ratio (2) must divide"),
+    ({"heads": 3, "d_model": 33}, {}, "r + 1 must divide 3"),
+    ({"heads": 4}, {"signal_ratio": 2}, "r + 1 must divide 4 (valid ratios here: 1;"),
+    ({"heads": 4}, {"heads": 6, "signal_ratio": 5}, "the 5 signal heads share the value width"),
     ({"heads": 4}, {"bogus": 1}, "bogus"),
 ])
 def test_rejects_layouts_that_do_not_divide(model, options, message):
     case = MixerCase("differential", options, registry=registry_with(PLUGINS))
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         load_spec(case.spec(**model), registry=case.get_registry())
 
 
 def test_gradients_reach_lambda_and_both_maps():
-    mixer = make({"heads": 4, "signal_ratio": 2}).float()
+    mixer = make({"heads": 6, "signal_ratio": 2}).float()
     x = x_of(mixer).float().requires_grad_(True)
     mixer(x).square().sum().backward()
     for name, p in mixer.named_parameters():
