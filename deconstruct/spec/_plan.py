@@ -30,6 +30,7 @@ class MixerContext:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     token_inputs: bool = True  # the task feeds token ids (False: real vectors through a read-in, e.g. icl_regression)
+    standard_kv_heads: int | None = None  # key/value heads of the model's standard attention (GQA), for parameter matching
 
     @property
     def head_dim(self) -> int:  # d_h = d / h
@@ -107,6 +108,7 @@ class ResolvedSpec:
             mlp_ratio=m.mlp_ratio,
             dropout=m.dropout,
             token_inputs=bool(getattr(self.task_options, "token_inputs", True)),
+            standard_kv_heads=m.standard.options.get("kv_heads"),
         )
 
     @property

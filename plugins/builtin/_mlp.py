@@ -47,8 +47,11 @@ class GLU(nn.Module):
 
     @classmethod
     def for_mixer(cls, ctx: Any, options: Any) -> GLU:
-        """The token mixer ``mlp``: width ``options.width``, default round(4d/3) (3·d·w ≈ the 4d² of attention)."""
-        return cls(ctx.d_model, options.width or round(4 * ctx.d_model / 3), bias=ctx.bias)
+        """The token mixer ``mlp``: width ``options.width``, default the parameters of the model's standard
+        attention (``mlp_mixer.matched_width``: round(4d/3) for plain multi-head attention)."""
+        from deconstruct.builtin.mlp_mixer import matched_width
+
+        return cls(ctx.d_model, options.width or matched_width(ctx), bias=ctx.bias)
 
     def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, d) → (B, T, d)
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))

@@ -235,3 +235,20 @@ def test_fixed_text_qk_without_a_text_is_an_error_not_zeros():
     model = build_model(load_spec(spec("fixed_text_qk")))  # built without fixed_tokens (e.g. to count parameters)
     with pytest.raises(ValueError, match="fixed_text needs the fixed token sequence"):
         model(tokens())
+
+
+@pytest.mark.parametrize("standard,bias", [({"kind": "attention"}, False), ({"kind": "attention"}, True),
+                                           ({"kind": "attention", "kv_heads": 1}, False),
+                                           ({"kind": "attention", "kv_heads": 2}, True)])
+def test_mlp_matches_the_parameters_of_the_models_standard_attention(standard, bias):
+    """The no-mixing MLP has (within one hidden unit: 3d + 2 parameters) the parameters of the attention it
+    replaces, also when standard attention is GQA or has biases; counted on built modules."""
+    d = 48
+    model_spec = {"d_model": d, "heads": 4, "standard": standard, "bias": bias, "layers": 1}
+    attn = build_model(load_spec({**spec("attention"), "model": {**spec()["model"], **model_spec, "mixer": standard}}))
+    mlp = build_model(load_spec({**spec("mlp"), "model": {**spec()["model"], **model_spec, "mixer": "mlp"}}))
+    n_attn = sum(p.numel() for p in attn.block_list()[0].mixer.parameters())
+    n_mlp = sum(p.numel() for p in mlp.block_list()[0].mixer.parameters())
+    assert abs(n_mlp - n_attn) <= 3 * d + 2
+    if standard.get("kv_heads") == 1:
+        assert n_attn < 4 * d * d - d * d  # GQA with one kv head: far below 4d², and the MLP follows
