@@ -252,8 +252,10 @@ def train(
         relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
         # the paper's skip removes the relaxed layers (whole blocks); skipping only their token mixers keeps
         # the channel mixers, and asks whether the relaxed layers' *mixing* is what the model relies on
-        for name, how in (("skip_block_val_loss", "skip"), ("skip_mixer_val_loss", "skip_mixer")):
-            metrics[name] = evaluate(model, val_batches, amp, task=task, **{how: relaxed})["val_loss"] if relaxed else val_loss
+        none: frozenset[int] = frozenset()
+        for name, blocks, mixers in (("skip_block_val_loss", relaxed, none), ("skip_mixer_val_loss", none, relaxed)):
+            metrics[name] = (evaluate(model, val_batches, amp, skip=blocks, skip_mixer=mixers, task=task)["val_loss"]
+                             if relaxed else val_loss)
     diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()

@@ -42,7 +42,7 @@ def spec(mixer: dict, seq_len: int, backend: str = "auto") -> dict:
 
 def model_for(mixer: dict, seq_len: int, backend: str = "auto"):
     torch.manual_seed(0)
-    model = build_model(load_spec(spec(mixer, seq_len, backend)))
+    model = build_model(load_spec(spec(mixer, seq_len, backend)), fixed_tokens=torch.arange(seq_len) % 256)
     return model.eval()
 
 
