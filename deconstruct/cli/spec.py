@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 import typer
 
@@ -14,16 +14,11 @@ spec_app = typer.Typer(help="Validate and inspect spec files.", no_args_is_help=
 
 def describe_spec(path: Path, overrides: list[str]) -> dict:
     """The resolved spec as data: layers, parameter count and analytic FLOPs/token."""
-    import torch
-
-    from deconstruct.model import build_model
+    from deconstruct.model import model_cost
     from deconstruct.spec import load_spec
-    from deconstruct.tasks import TaskOptions
 
     resolved = load_spec(path, overrides)
-    with torch.device("meta"):  # no memory, no initialisation cost: we only count
-        model = build_model(resolved)
-    seq_len = int(cast(TaskOptions, resolved.task_options).seq_len)
+    cost = model_cost(resolved)  # built on the meta device: no memory, no initialisation cost
     return {
         "name": resolved.name,
         "task": {"name": resolved.spec.task.name, **resolved.task_options.model_dump(mode="json")},
@@ -33,12 +28,38 @@ def describe_spec(path: Path, overrides: list[str]) -> dict:
              "standard": p.standard, "channel_mixer": p.channel_mixer}
             for p in resolved.layers
         ],
-        "params": model.num_params(),
-        "flops_per_token": model.flops_per_token(seq_len),
+        "params": cost.params,
+        "flops_per_token": cost.flops_per_token,
         "relaxed_layers": resolved.relaxed_layers,
         "config_hash": resolved.config_hash(),
         "search": {k: (v if isinstance(v, list) else v.model_dump()) for k, v in resolved.spec.search.items()},
+        "match": resolved.spec.study.match.model_dump(mode="json"),
+        "configurations": configurations(resolved, path, overrides),
     }
+
+
+def configurations(resolved: Any, path: Path, overrides: list[str]) -> list[dict[str, Any]]:
+    """Each configuration of a finite search space with what it costs (parameters, FLOPs/token, steps of the
+    training budget) and, under ``study.match``, the matched value; [] without a finite search."""
+    from deconstruct.model import model_cost
+    from deconstruct.plugins import get_registry
+    from deconstruct.spec import load_spec
+    from deconstruct.study import Matcher, SearchSpace, match_space, normalize, read_spec
+    from deconstruct.train import total_steps
+
+    spec = resolved.spec
+    if not spec.search or spec.study.sampler not in ("grid", "bruteforce"):
+        return []
+    registry = get_registry()
+    base = normalize(read_spec(str(path), overrides)[0])
+    space = SearchSpace(spec, registry)
+    match = spec.study.match
+    matcher = Matcher(match.params, match.tolerance, base, lambda d: load_spec(d, registry=registry))
+    rows = []
+    for params, m in match_space(space, base, matcher):
+        rows.append({"params": params, "param_count": m.params, "matched": m.value,
+                     "flops_per_token": model_cost(m.resolved).flops_per_token, "steps": total_steps(m.resolved)})
+    return rows
 
 
 @spec_app.command("check")
@@ -58,6 +79,7 @@ def check(
     if format == TableFormat.json:
         print_json(info)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{info['name']} — {len(info['layers'])} layers", title_justify="left")
@@ -72,6 +94,17 @@ def check(
     stdout.print(f"forward FLOPs/token: {info['flops_per_token']:,} ({human(info['flops_per_token'])})")
     if info["search"]:
         stdout.print("search: " + "; ".join(f"{k} ∈ {v}" for k, v in info["search"].items()))
+    if info["configurations"]:
+        how = info["match"]["params"]
+        title = "configurations" + (f" — parameters matched through model.{how} (±{info['match']['tolerance']:.0%})" if how != "none" else "")
+        configs = Table(title=title, title_justify="left")
+        for col in ("configuration", "parameters", "FLOPs/token", "steps", *([how] if how != "none" else [])):
+            configs.add_column(col, overflow="fold")
+        for c in info["configurations"]:
+            what = escape(", ".join(f"{k}={v}" for k, v in c["params"].items()) or "(baseline)")
+            row = [what, f"{c['param_count']:,}", human(c["flops_per_token"]), str(c["steps"])]
+            configs.add_row(*row, *([str(c["matched"])] if how != "none" else []))
+        stdout.print(configs)
 
 
 def register(app: typer.Typer) -> None:

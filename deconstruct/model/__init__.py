@@ -1,19 +1,23 @@
 """The model: a pre-norm decoder whose every token mixer comes from the plugin registry."""
 
 from deconstruct.model._attend import attend, attention_eager, pick_backend
+from deconstruct.model._cost import TRAIN_FLOPS_FACTOR, ModelCost, model_cost
 from deconstruct.model._layers import RMSNorm, Rotary, make_norm
 from deconstruct.model._transformer import Block, Transformer, build_model
 from deconstruct.spec import MixerContext
 
 __all__ = [
     "Block",
+    "ModelCost",
     "MixerContext",
     "RMSNorm",
+    "TRAIN_FLOPS_FACTOR",
     "Rotary",
     "Transformer",
     "attend",
     "attention_eager",
     "build_model",
     "make_norm",
+    "model_cost",
     "pick_backend",
 ]

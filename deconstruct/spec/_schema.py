@@ -73,6 +73,10 @@ class ModelSpec(_Section):
 class TrainSpec(_Section):
     steps: int = Field(default=200, ge=1, description="optimizer steps (the budget unless tokens/seconds is set)")
     tokens: int | None = Field(default=None, ge=1, description="budget in training tokens; sets steps = tokens / (batch·seq_len)")
+    flops: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="budget in training FLOPs (3 × analytic forward FLOPs/token × tokens): each configuration trains the steps its cost allows",
+    )
     seconds: float | None = Field(default=None, gt=0, description="wall-clock cap; training stops early when reached")
     batch_size: int = Field(default=16, ge=1)
     lr: float = Field(default=3e-3, gt=0)
@@ -88,6 +92,12 @@ class TrainSpec(_Section):
     device: str = Field(default="auto", description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps")
     precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
 
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainSpec:
+        if self.tokens is not None and self.flops is not None:
+            raise ValueError("set one budget: tokens or flops, not both")
+        return self
+
 
 class RangeSpec(_Section):
     low: float
@@ -102,6 +112,15 @@ class RangeSpec(_Section):
         return self
 
 
+class MatchSpec(_Section):
+    """``study.match``: what every configuration is matched on (see deconstruct/study/_match.py)."""
+
+    params: Literal["mlp_ratio", "d_model", "none"] = Field(
+        default="none", description="what absorbs a configuration's parameter difference to the baseline (the spec as written)"
+    )
+    tolerance: float = Field(default=0.02, gt=0, lt=1, description="largest relative parameter difference allowed")
+
+
 class StudySpec(_Section):
     sampler: Literal["grid", "bruteforce", "tpe", "random", "nsga2"] = "grid"
     pruner: Literal["median", "hyperband", "none"] = "none"
@@ -109,6 +128,7 @@ class StudySpec(_Section):
     direction: str | list[str] = "minimize"
     n_trials: int | None = Field(default=None, ge=1, description="default: the grid size for grid/bruteforce, else 20")
     timeout: float | None = Field(default=None, gt=0)
+    match: MatchSpec = Field(default_factory=MatchSpec, description="parameter matching: {params: mlp_ratio | d_model | none, tolerance: 0.02}")
 
     @property
     def objectives(self) -> list[str]:

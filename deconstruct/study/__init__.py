@@ -4,6 +4,7 @@
 removes one. The runner never prints: progress goes to a :class:`StudyEvents` (the CLI draws it).
 """
 
+from deconstruct.study._match import Matched, Matcher, MatchError, match_space
 from deconstruct.study._runner import (
     DEFAULT_N_TRIALS,
     GRACE_PERIOD,
@@ -23,9 +24,14 @@ from deconstruct.study._runner import (
     spec_hash,
     spec_identity,
 )
-from deconstruct.study._space import Param, Sample, SearchSpace
+from deconstruct.study._space import Param, Sample, SearchSpace, normalize
 
 __all__ = [
+    "MatchError",
+    "Matched",
+    "Matcher",
+    "match_space",
+    "normalize",
     "DEFAULT_N_TRIALS",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",

@@ -61,6 +61,7 @@ from deconstruct.store import (
     is_retryable,
     sqlite_path,
 )
+from deconstruct.study._match import Matcher, match_space
 from deconstruct.study._space import SearchSpace, canonical, normalize
 
 DEFAULT_N_TRIALS = 20
@@ -151,6 +152,8 @@ def read_spec(path: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[d
 def spec_identity(spec: Any) -> dict[str, Any]:
     """What makes a study the same study: everything but the study's name, sampler, pruner and budget."""
     d = spec.model_dump(mode="json", exclude_defaults=True, include={"task", "model", "train", "search"})
+    if spec.study.match.params != "none":  # matched and unmatched are different studies (different models)
+        d["match"] = spec.study.match.model_dump(mode="json")
     d["objectives"] = spec.study.objectives
     d["directions"] = spec.study.directions
     return d
@@ -382,6 +385,12 @@ class StudyRunner:
         self.target = int(n_trials or self.spec.study.n_trials or size or DEFAULT_N_TRIALS)
         self.timeout = timeout if timeout is not None else self.spec.study.timeout
         self.points = self.space.points(self.base) if finite else None
+        # parameter matching (study.match): every configuration resolved through the matcher; a finite space
+        # is matched in full now, so an unmatchable configuration stops the study before anything trains
+        match = self.spec.study.match
+        self.matcher = Matcher(match.params, match.tolerance, self.base, lambda d: load_spec(d, registry=self.registry))
+        if finite and match.params != "none":
+            match_space(self.space, self.base, self.matcher)
 
         # the store: refuse a changed spec under an existing name
         self.store = Store(storage)
@@ -668,10 +677,9 @@ class StudyRunner:
         self.events.on_trial_end(TrialOutcome(number, state, values, params, error, reused, min(done, self.target), self.target, best))
 
     def _evaluate(self, trial: Any, sample: Any) -> tuple[list[float], list[int]]:
-        from deconstruct.spec import load_spec
 
         # SpecError: the trial fails with its reason; a searched option that does not apply is dropped
-        resolved, effective = self.space.resolve(self.base, sample, lambda d: load_spec(d, registry=self.registry))
+        resolved, effective = self.space.resolve(self.base, sample, lambda d: self.matcher(d).resolved)
         if effective is not sample:
             dropped = [p for p in effective.inactive if p not in sample.inactive]
             self.events.on_note(f"trial {trial.number}: {', '.join(dropped)} does not apply to this configuration; left at its default")

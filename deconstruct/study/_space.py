@@ -235,13 +235,17 @@ class SearchSpace:
 
     def points(self, base: dict[str, Any]) -> set[tuple[tuple[str, Any], ...]]:
         """The distinct configurations of a finite space: each full grid point reduced to its active paths."""
+        return {canonical(sample.encoded) for sample in self.samples(base)}
+
+    def samples(self, base: dict[str, Any]) -> list[Sample]:
+        """One :class:`Sample` per distinct configuration of a finite space, in grid order."""
         grids = self.grid_space()
-        out = set()
+        out: dict[tuple[tuple[str, Any], ...], Sample] = {}
         for combo in itertools.product(*(grids[p.path] for p in self.params)):
             values = dict(zip((p.path for p in self.params), combo, strict=True))
             sample = self.apply(base, lambda p, _v=values: _v[p.path])
-            out.add(canonical(sample.encoded))
-        return out
+            out.setdefault(canonical(sample.encoded), sample)
+        return list(out.values())
 
     # -- sampling -----------------------------------------------------------------------------------
     def sample(self, trial: Any, base: dict[str, Any]) -> Sample:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from deconstruct._errors import RunError
-from deconstruct.model import build_model
+from deconstruct.model import build_model, model_cost
 from deconstruct.spec import ResolvedSpec
 from deconstruct.tasks import TaskOptions
 from deconstruct.train._diagnostics import collect_diagnostics
@@ -157,9 +157,14 @@ def evaluate(
 
 
 def total_steps(resolved: ResolvedSpec) -> int:
+    """The optimizer steps of one run: ``train.steps``, or as many as ``train.tokens`` or ``train.flops``
+    (training FLOPs = 3 × forward FLOPs/token × tokens, see :mod:`deconstruct.model._cost`) allow."""
     t = resolved.spec.train
+    tokens_per_step = t.batch_size * int(cast(TaskOptions, resolved.task_options).seq_len)
+    if t.flops is not None:
+        return max(1, int(t.flops // (model_cost(resolved).train_flops_per_token * tokens_per_step)))
     if t.tokens is not None:
-        return max(1, t.tokens // (t.batch_size * int(cast(TaskOptions, resolved.task_options).seq_len)))
+        return max(1, t.tokens // tokens_per_step)
     return t.steps
 
 
