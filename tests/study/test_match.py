@@ -14,7 +14,7 @@ import torch
 from deconstruct.model import build_model
 from deconstruct.plugins import get_registry
 from deconstruct.spec import load_spec
-from deconstruct.study import MatchError, Matcher, SearchSpace, match_space, normalize
+from deconstruct.study import Matcher, MatchError, SearchSpace, match_space, normalize
 from deconstruct.train import total_steps, train
 
 MIXERS = ["attention", "collapsed_qk", "identity_vo", "mlp", "differential"]
