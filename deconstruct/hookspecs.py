@@ -13,10 +13,11 @@ llm)::
 
     @hookimpl
     def register_mixers(register):
-        register("ema", build=build_ema, options=EMAOptions, summary="causal moving average", paper="…")
+        register("ema", build="deconstruct_ema._ema:EMA", options=EMAOptions, summary="causal moving average")
 
 Keep the module that holds the hooks free of a top-level ``import torch``: the CLI loads every plugin at
-start-up, and ``deconstruct --help`` must stay fast. Import the ``nn.Module`` inside ``build``.
+start-up, and ``deconstruct --help`` must stay fast. ``build="package.module:Class"`` names the
+``nn.Module`` without importing it (it is imported when a model is built); a callable ``build`` works too.
 
 A mixer module built by ``build(ctx, options)`` (``ctx`` a :class:`deconstruct.spec.MixerContext`) must
 provide ``forward(x, qk=None)`` mapping (B, T, d) to (B, T, d) — ``qk`` is an alternative source of queries
@@ -47,9 +48,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_mixers(register: Any) -> None:
     """Register token mixers (and presets over them).
 
-    ``register(name, *, build, options=None, summary="", paper="", patterns=("causal_self",))`` adds a mixer:
+    ``register(name, *, build, options=None, summary="", paper="", patterns=("causal_self",), mixes_tokens=True)``
+    adds a mixer: ``build`` is ``"package.module:Class"`` (imported on first use) or a callable, called as
     ``build(ctx: MixerContext, options) -> torch.nn.Module`` whose ``forward(x, qk=None)`` maps (B, T, d) to
-    (B, T, d). ``options`` is a pydantic model class of the mixer's typed options (use
+    (B, T, d). ``mixes_tokens=False`` declares a token-wise mixer (each position on its own, like ``mlp``):
+    the report treats it as "no token mixing". ``options`` is a pydantic model class of the mixer's typed options (use
     ``extra="forbid"`` so a misspelt option is an error; an optional ``check(ctx)`` method may raise
     ``ValueError`` with a sentence for an incompatible combination). ``patterns`` lists which of
     causal_self, noncausal_self, causal_cross, noncausal_cross the mixer supports (CAB, Zhang et al. 2023).
@@ -61,13 +64,15 @@ def register_mixers(register: Any) -> None:
 
 @hookspec
 def register_channel_mixers(register: Any) -> None:
-    """Register channel mixers: ``register(name, *, build, options=None, summary="", paper="")`` with
-    ``build(ctx: MixerContext, options) -> nn.Module | None`` (None: the block has no channel mixer)."""
+    """Register channel mixers: ``register(name, *, build, options=None, summary="", paper="")`` with ``build``
+    (an import string or a callable) called as ``build(ctx: MixerContext, options) -> nn.Module | None``
+    (None: the block has no channel mixer)."""
 
 
 @hookspec
 def register_tasks(register: Any) -> None:
-    """Register tasks: ``register(name, *, build, options, summary="")`` with ``build(options) -> Task``
+    """Register tasks: ``register(name, *, build, options, summary="")`` with ``build(options) -> Task`` (``build``
+    an import string such as ``"deconstruct.tasks._lm:ByteLM"``, or a callable)
     (see :mod:`deconstruct.tasks`; ``options`` subclasses ``deconstruct.tasks.TaskOptions``)."""
 
 

@@ -1,5 +1,9 @@
 """Plugin manager and the registry of mixers, channel mixers and tasks.
 
+A registered ``build`` is a callable or an import string ``"package.module:Class"`` that :meth:`Entry.make`
+imports on first use, so registering imports no torch. Resolution (:mod:`deconstruct.spec`) looks each name
+up once and keeps the :class:`Entry` in its plans; the model, the task and :func:`plugins_for` use those.
+
 Built-ins and third-party plugins go through the same pluggy hooks (:mod:`deconstruct.hookspecs`). Built-ins
 are the modules in :data:`DEFAULT_PLUGINS`; third-party plugins are the entry points of group
 ``deconstruct`` (``DECONSTRUCT_LOAD_PLUGINS=name1,name2`` limits which load; set but empty loads none).
@@ -252,10 +256,7 @@ class Registry:
     def resolve_mixer(self, name: str) -> tuple[Entry, dict[str, Any]]:
         """Follow presets down to a buildable mixer: (base entry, options fixed by the preset chain)."""
         entries = self.chain(name)
-        fixed: dict[str, Any] = {}
-        for entry in entries[:-1]:  # the outermost preset wins over the presets it builds on
-            fixed = {**{k: v for k, v in entry.preset.items() if k != "kind"}, **fixed}  # type: ignore[union-attr]
-        return entries[-1], fixed
+        return entries[-1], preset_options(entries)
 
     def mixes_tokens(self, name: str) -> bool:
         """Whether mixer ``name`` (a preset: its base) lets positions see each other (False: token-wise, like ``mlp``)."""
@@ -264,6 +265,14 @@ class Registry:
     def plugin_version(self, plugin: str) -> str:
         info = self.plugins.get(plugin)
         return info.version if info else "?"
+
+
+def preset_options(chain: list[Entry] | tuple[Entry, ...]) -> dict[str, Any]:
+    """The options a preset chain (:meth:`Registry.chain`) fixes; the outermost preset wins."""
+    fixed: dict[str, Any] = {}
+    for entry in chain[:-1]:
+        fixed = {**{k: v for k, v in (entry.preset or {}).items() if k != "kind"}, **fixed}
+    return fixed
 
 
 def _one_line(text: str) -> str:

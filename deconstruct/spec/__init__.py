@@ -1,4 +1,8 @@
-"""Spec: validation of study YAML files and their resolution into per-layer plans."""
+"""Spec: validation of study YAML files and their resolution into per-layer plans.
+
+Resolution takes the plugin registry (default: the installed plugins) and is the only step that looks names
+up: each :class:`LayerPlan` keeps the registry entries of its mixer (through its presets) and channel mixer,
+and :class:`ResolvedSpec` that of its task, outside ``config()`` and the config hash."""
 
 from deconstruct.spec._layouts import PRESETS as LAYOUT_PRESETS
 from deconstruct.spec._layouts import standard_layers

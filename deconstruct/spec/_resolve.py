@@ -130,11 +130,13 @@ def _resolve_mixer(
     ms: MixerSpec, where: _Where, path: Path_, registry: Any
 ) -> tuple[str, str, BaseModel, tuple[Any, ...]]:
     """(the spec's name, the buildable base, validated options, the entries from the name down to the base)."""
+    from deconstruct.plugins import preset_options
+
     try:
         chain = tuple(registry.chain(ms.kind))
-        entry, fixed = registry.resolve_mixer(ms.kind)
     except PluginError as exc:
         raise where.error(str(exc), path + ("kind",)) from None
+    entry, fixed = chain[-1], preset_options(chain)
     user = ms.options
     for key, value in user.items():
         if key in fixed and fixed[key] != value:

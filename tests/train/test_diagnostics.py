@@ -32,7 +32,9 @@ def test_identity_map_and_head_diversity():
     assert ind["entropy"][0].item() == pytest.approx(0.0, abs=1e-6)
     assert ind["local_0"][0].item() == pytest.approx(1.0)
     assert ind["sink"][0].item() == pytest.approx(1 / T)
-    expected = torch.stack([eye, uni]).std(dim=0).mean().item()
-    assert ind["head_diversity"].item() == pytest.approx(expected)
+    # two heads: the std of two numbers is |a − b|/√2. Row i (0-based) differs by i/(i+1) on the diagonal and
+    # by 1/(i+1) at each of its i earlier positions, so its entries differ by 2i/(i+1) in all; mean over T² entries
+    expected = sum(2 * i / (i + 1) for i in range(T)) / (math.sqrt(2) * T * T)
+    assert ind["head_diversity"].item() == pytest.approx(expected, rel=1e-6)
     same = attention_indicators(torch.stack([uni, uni])[None])
     assert same["head_diversity"].item() == pytest.approx(0.0, abs=1e-7)
