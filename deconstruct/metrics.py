@@ -1,9 +1,10 @@
 """Every per-run metric, listed once: where it is stored, its aliases, its direction and how it is shown.
 
 The store's column list, the study runner's known objectives, ``train --format json``, the report's
-``--metric`` handling and every table read from this one table. A task (or a plugin's task) declares the
-metrics it produces with :func:`declare`; a name nobody declared is treated as a loss-like value
-(minimised, shown with four decimals) and reported as such.
+``--metric`` handling and every table read from this one table. A task (or a plugin's task) says which
+metrics its runs carry with :func:`produces` (after :func:`declare` for a metric of its own), in its
+``register_tasks`` hook; a name nobody declared is treated as a loss-like value (minimised, shown with four
+decimals) and reported as such.
 
     >>> get("flops").name
     'flops_per_token'
@@ -16,7 +17,7 @@ metrics it produces with :func:`declare`; a name nobody declared is treated as a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Direction = Literal["minimize", "maximize"]
@@ -30,7 +31,7 @@ class Metric:
     ``column``: stored as a column of ``dc_run`` (else as a key of the run's ``metrics`` JSON).
     ``kind``: how it is displayed — ``loss`` (4 decimals), ``count`` (a whole number), ``rate`` (per second),
     ``seconds``, ``fraction`` (0..1, e.g. accuracy), ``text``.
-    ``task``: the task that produces it (``None``: every run has it).
+    ``tasks``: the tasks whose runs carry it (:func:`produces` adds one); ``None``: every run has it.
     """
 
     name: str
@@ -38,7 +39,7 @@ class Metric:
     kind: Kind = "loss"
     column: bool = False
     aliases: tuple[str, ...] = ()
-    task: str | None = None
+    tasks: tuple[str, ...] | None = None
     help: str = ""
 
 
@@ -48,14 +49,35 @@ _ALIASES: dict[str, str] = {}
 
 def declare(metric: Metric) -> Metric:
     """Add ``metric`` to the table (tasks and plugins call this for metrics of their own). Declaring the
-    same name again with the same definition is a no-op; a different definition is an error."""
+    same name again with the same definition is a no-op (its ``tasks`` are merged); a different definition
+    is an error."""
     old = _TABLE.get(metric.name)
-    if old is not None and old != metric:
-        raise ValueError(f"metric {metric.name!r} is already declared differently ({old})")
+    if old is not None:
+        if replace(old, tasks=None) != replace(metric, tasks=None):
+            raise ValueError(f"metric {metric.name!r} is already declared differently ({old})")
+        tasks = None if old.tasks is None or metric.tasks is None else tuple(dict.fromkeys(old.tasks + metric.tasks))
+        metric = replace(metric, tasks=tasks)
     _TABLE[metric.name] = metric
     for alias in metric.aliases:
         _ALIASES[alias] = metric.name
     return metric
+
+
+def produces(task: str, *names: str) -> None:
+    """Say that runs of ``task`` carry the declared metrics ``names`` (a task's ``register_tasks`` hook
+    calls this next to ``register(task, …)``)."""
+    for name in names:
+        metric = _TABLE.get(canonical(name))
+        if metric is None:
+            raise ValueError(f"metric {name!r} is not declared; declare(Metric({name!r}, ...)) first")
+        if metric.tasks is not None and task not in metric.tasks:
+            _TABLE[metric.name] = replace(metric, tasks=(*metric.tasks, task))
+
+
+def measured(task: str) -> list[Metric]:
+    """The metrics a run of ``task`` carries: those of every run, then the task's own."""
+    _load_plugins()
+    return [m for m in _TABLE.values() if m.tasks is None or task in m.tasks]
 
 
 for _m in (
@@ -72,8 +94,9 @@ for _m in (
     Metric("skip_block_val_loss", aliases=("skip_val_loss",),
            help="validation loss with the relaxed layers' blocks removed (the paper's skip evaluation)"),
     Metric("skip_mixer_val_loss", help="validation loss with only the relaxed layers' token mixers removed"),
-    Metric("bits_per_byte", task="lm", help="validation loss in bits per byte of text"),
-    Metric("accuracy", direction="maximize", kind="fraction", help="accuracy on labelled positions"),
+    # produced by some tasks only: each task's register_tasks hook says so with produces()
+    Metric("bits_per_byte", tasks=(), help="validation loss in bits per byte of text"),
+    Metric("accuracy", direction="maximize", kind="fraction", tasks=(), help="accuracy on labelled positions"),
 ):
     declare(_m)
 
@@ -83,18 +106,38 @@ def canonical(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Load the plugin registry once, so that metrics declared by tasks and plugins are in the table."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True  # first: a hook that looks a metric up must not load the registry again
+        from deconstruct.plugins import get_registry
+
+        get_registry()
+
+
+def find(name: str) -> Metric | None:
+    """The metric called ``name`` (or an alias of it) as declared so far, without loading plugins."""
+    return _TABLE.get(canonical(name))
+
+
 def get(name: str) -> Metric:
-    """The declared metric called ``name`` (or an alias of it); undeclared names get the default entry
-    (a loss-like value in the run's metrics JSON)."""
-    name = canonical(name)
-    return _TABLE.get(name) or Metric(name)
+    """The declared metric called ``name`` (or an alias of it), plugins' included; undeclared names get the
+    default entry (a loss-like value in the run's metrics JSON)."""
+    if find(name) is None:
+        _load_plugins()
+    return find(name) or Metric(canonical(name))
 
 
 def is_declared(name: str) -> bool:
-    return canonical(name) in _TABLE
+    return find(get(name).name) is not None
 
 
 def all_metrics() -> list[Metric]:
+    _load_plugins()
     return list(_TABLE.values())
 
 

@@ -30,10 +30,3 @@ class TextFormat(str, Enum):
 def print_json(data: Any) -> None:
     """One JSON document on stdout (plain print: no rich markup, no wrapping)."""
     typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def human(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{n:.0f}" if float(n).is_integer() else f"{n:.3g}"

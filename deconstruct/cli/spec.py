@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from deconstruct.cli._common import SetOption, TableFormat, human, print_json, stdout
+from deconstruct.cli._common import SetOption, TableFormat, print_json, stdout
+from deconstruct.metrics import human
 
 spec_app = typer.Typer(help="Validate and inspect spec files.", no_args_is_help=True)
 

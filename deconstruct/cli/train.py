@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deconstruct.cli._common import DeviceOption, SetOption, TextFormat, human, print_json, stdout
+from deconstruct.cli._common import DeviceOption, SetOption, TextFormat, print_json, stdout
 
 
 def train_command(
@@ -41,20 +41,19 @@ def train_command(
             skip_relaxed=skip_relaxed,
             device=device,
         )
-    data = result.to_dict()
+    values = result.values()  # every per-run metric, named as in deconstruct.metrics
     if format == TextFormat.json:
-        print_json(data)
+        print_json({**values, "device": result.device, "seed": seed, "config_hash": result.config_hash})
         return
     from rich.table import Table
 
+    from deconstruct.metrics import all_metrics, show
+
+    order = {m.name: i for i, m in enumerate(all_metrics())}
     table = Table(show_header=False, title=f"{resolved.name} (seed {seed})", title_justify="left")
-    for key in ("val_loss", "bits_per_byte", "skip_block_val_loss", "skip_mixer_val_loss", "params", "flops_per_token", "tokens",
-                "tokens_per_second", "seconds", "device"):
-        if key in data:
-            v = data[key]
-            shown = f"{v:.4f}" if isinstance(v, float) and key in ("val_loss", "bits_per_byte", "skip_block_val_loss", "skip_mixer_val_loss") else (
-                human(v) if isinstance(v, (int, float)) else str(v))
-            table.add_row(key, shown)
+    for name in sorted(values, key=lambda n: order.get(n, len(order))):
+        table.add_row(name, show(name, values[name]))
+    table.add_row("device", result.device)
     stdout.print(table)
 
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import make_url
@@ -23,8 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from deconstruct._errors import DeconstructError
+from deconstruct.metrics import canonical, columns
 from deconstruct.store import _migrations
 from deconstruct.store._schema import DiagnosticRow, MetricRow, RunRow, StudyRow, TrialRow
+
+if TYPE_CHECKING:
+    from deconstruct.train import TrainResult
 
 DEFAULT_URL = "sqlite:///deconstruct.db"
 BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's lock before "database is locked"
@@ -33,10 +37,8 @@ BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's lock befor
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker died"
 
-#: objective names that are columns of dc_run (anything else is read from ``metrics``)
-RUN_COLUMNS = ("val_loss", "params", "flops_per_token", "tokens", "tokens_per_second", "peak_memory_bytes",
-               "wall_seconds", "steps")
-ALIASES = {"flops": "flops_per_token", "seconds": "train_seconds"}
+#: the per-run metrics that are columns of dc_run (anything else is read from ``metrics``)
+RUN_COLUMNS = columns()
 
 
 class StudyNotFound(DeconstructError):
@@ -189,8 +191,9 @@ class RunInfo:
     trial_state: str | None = None  # the dc_trial state (None for runs written without one)
 
     def value(self, name: str) -> float | None:
-        """An objective or metric: a column of dc_run, else ``metrics[name]`` (``seconds``: training time)."""
-        name = ALIASES.get(name, name)
+        """An objective or metric: a column of dc_run, else ``metrics[name]`` (aliases such as ``seconds``
+        resolve through :mod:`deconstruct.metrics`)."""
+        name = canonical(name)
         v = getattr(self, name) if name in RUN_COLUMNS else (self.metrics or {}).get(name)
         return None if v is None else float(v)
 
@@ -468,19 +471,19 @@ class Store:
         status: str,
         *,
         error: str | None = None,
-        result: dict[str, Any] | None = None,
+        result: TrainResult | None = None,
         wall_seconds: float | None = None,
     ) -> None:
-        """Close a run: ``completed`` with ``result`` (TrainResult fields), or ``failed``/``pruned`` with ``error``."""
+        """Close a run: ``completed`` with its ``result``, or ``failed``/``pruned`` with ``error``. The
+        result's metrics go to their dc_run columns, the others to the run's ``metrics`` JSON."""
         fields: dict[str, Any] = dict(status=status, error=error, finished_at=utcnow(), heartbeat_at=utcnow())
         if wall_seconds is not None:
             fields["wall_seconds"] = float(wall_seconds)
-        if result:
-            for key in ("val_loss", "params", "flops_per_token", "tokens", "tokens_per_second", "peak_memory_bytes",
-                        "device", "steps"):
-                if key in result:
-                    fields[key] = _finite(result[key])
-            fields["metrics"] = {k: _finite(v) for k, v in (result.get("metrics") or {}).items()}
+        if result is not None:
+            values = {k: _finite(v) for k, v in result.values().items()}
+            fields.update({k: v for k, v in values.items() if k in RUN_COLUMNS})
+            fields["metrics"] = {k: v for k, v in values.items() if k not in RUN_COLUMNS}
+            fields["device"] = result.device
         with self.session() as s, s.begin():
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**fields))
 

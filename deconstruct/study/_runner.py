@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from deconstruct import metrics
 from deconstruct._errors import DeconstructError, SpecError
 from deconstruct.store import (
     INTERRUPTED,
@@ -70,9 +71,6 @@ HEARTBEAT_INTERVAL = 30  #: seconds between heartbeats ($DECONSTRUCT_HEARTBEAT_I
 GRACE_PERIOD = 120  #: seconds without heartbeat after which a trial's worker is dead ($DECONSTRUCT_GRACE_PERIOD)
 HOST = socket.gethostname()
 
-#: objectives every run measures (``seconds`` = training time); a task may add metrics of its own
-KNOWN_OBJECTIVES = ("val_loss", "params", "flops_per_token", "flops", "tokens", "tokens_per_second",
-                    "peak_memory_bytes", "wall_seconds", "seconds", "train_seconds", "steps", "skip_block_val_loss")
 
 
 class StudyError(DeconstructError):
@@ -467,11 +465,14 @@ class StudyRunner:
         return self._tasks[key]
 
     def _check_objectives(self, resolved: Any) -> None:
-        task_metrics = set(self._task(resolved).metrics(1.0))
+        """Every objective is a metric the task's runs carry (:mod:`deconstruct.metrics`); the task is built
+        once here, so a task that cannot be built stops the study before any trial."""
+        self._task(resolved)
+        measured = {n for m in metrics.measured(resolved.spec.task.name) for n in (m.name, *m.aliases)}
         for name in self.objectives:
-            if name not in KNOWN_OBJECTIVES and name not in task_metrics:
-                known = ", ".join(sorted(set(KNOWN_OBJECTIVES) | task_metrics))
-                raise SpecError(f"unknown objective {name!r}", path="study.objective", hint=f"measured: {known}")
+            if name not in measured:
+                raise SpecError(f"unknown objective {name!r}", path="study.objective",
+                                hint=f"measured: {', '.join(sorted(measured))}")
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> StudySummary:
@@ -771,9 +772,7 @@ class StudyRunner:
         wall = time.perf_counter() - tick
         self.store.add_metrics(run_id, result.history)
         self.store.add_diagnostics(run_id, result.diagnostics)
-        data = result.to_dict()
-        data["metrics"] = {**result.metrics, "train_seconds": result.seconds}
-        self.store.finish_run(run_id, "completed", result=data, wall_seconds=wall)
+        self.store.finish_run(run_id, "completed", result=result, wall_seconds=wall)
         self.trained += 1
         self.events.on_run_end(trial.number, seed, "completed", None)
         return self.store.get_run(run_id), dict(callback.curve) or {result.steps: result.val_loss}

@@ -24,7 +24,15 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from deconstruct.metrics import Metric
 from deconstruct.tasks._base import TaskOptions
+
+#: what an icl_regression run measures beside val_loss (its ``register_tasks`` hook declares them)
+METRICS = (
+    Metric("baseline_lstsq", tasks=(), help="MSE of minimum-norm least squares on the preceding examples"),
+    Metric("baseline_zero", tasks=(), help="MSE of always predicting 0"),
+    Metric("val_loss_after_d", tasks=(), help="the model's MSE on prefixes with at least d examples"),
+)
 
 
 class ICLRegressionOptions(TaskOptions):

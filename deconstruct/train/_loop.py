@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 
 from deconstruct._errors import RunError
+from deconstruct.metrics import find
 from deconstruct.model import build_model, model_cost
 from deconstruct.spec import ResolvedSpec
 from deconstruct.tasks import TaskOptions
@@ -54,6 +55,12 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_block_val_loss
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
     diagnostics: list[tuple[int, int, str, float]] = field(default_factory=list)  # (layer, head, name, value)
+
+    def values(self) -> dict[str, float]:
+        """Every per-run metric of this run by its name in :mod:`deconstruct.metrics`: the measured fields
+        (``seconds`` as ``train_seconds``), then ``metrics``."""
+        own = {m.name: getattr(self, f.name) for f in fields(self) if (m := find(f.name)) is not None}
+        return {**own, **self.metrics}
 
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
         d = asdict(self)

@@ -6,6 +6,9 @@
 - ``cloze``: masked byte modelling with a bidirectional encoder (BERT4Rec-style); non-causal.
 - ``icl_regression``: in-context linear regression (Garg et al. 2022); real-vector inputs through a linear
   read-in, MSE loss; reports the least-squares and zero-predictor baselines.
+
+Next to each ``register`` call, :func:`deconstruct.metrics.produces` says which per-run metrics the task's
+runs carry beyond every run's (the study runner accepts them as objectives; reports show them).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from deconstruct.hookspecs import hookimpl
+from deconstruct.metrics import declare, produces
 from deconstruct.tasks._cloze import ClozeOptions
+from deconstruct.tasks._icl import METRICS as ICL_METRICS
 from deconstruct.tasks._icl import ICLRegressionOptions
 from deconstruct.tasks._lm import LMOptions
 from deconstruct.tasks._mqar import MQAROptions
@@ -22,10 +27,16 @@ from deconstruct.tasks._mqar import MQAROptions
 @hookimpl
 def register_tasks(register: Any) -> None:
     register("lm", build="deconstruct.tasks._lm:ByteLM", options=LMOptions, summary="byte-level language modelling (bits per byte)")
+    produces("lm", "bits_per_byte")
     register("mqar", build="deconstruct.tasks._mqar:MQAR", options=MQAROptions, summary="multi-query associative recall (accuracy)",
              paper="Arora et al. 2023, Zoology, arXiv 2312.04927")
+    produces("mqar", "accuracy")
     register("cloze", build="deconstruct.tasks._cloze:Cloze", options=ClozeOptions, summary="masked byte modelling, bidirectional (accuracy)",
              paper="Sun et al. 2019, BERT4Rec, arXiv 1904.06690")
+    produces("cloze", "accuracy")
     register("icl_regression", build="deconstruct.tasks._icl:ICLRegression", options=ICLRegressionOptions,
              summary="in-context linear regression, vector inputs (MSE vs least squares)",
              paper="Garg et al. 2022, What Can Transformers Learn In-Context?, arXiv 2208.01066")
+    for metric in ICL_METRICS:
+        declare(metric)
+    produces("icl_regression", *(m.name for m in ICL_METRICS))

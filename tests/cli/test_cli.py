@@ -43,7 +43,7 @@ def test_train_json(tiny_file):
     res = cli("train", str(tiny_file()), "--format", "json", "--seed", "0")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    for key in ("val_loss", "params", "tokens", "tokens_per_second", "seconds", "device", "bits_per_byte"):
+    for key in ("val_loss", "params", "tokens", "tokens_per_second", "train_seconds", "device", "bits_per_byte"):
         assert key in data
     again = json.loads(cli("train", str(tiny_file()), "--format", "json", "--seed", "0").stdout)
     assert abs(again["val_loss"] - data["val_loss"]) < 1e-6

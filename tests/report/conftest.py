@@ -82,13 +82,9 @@ class Recorder:
         run_id = self.store.add_run(self.info.id, number, seed, config_hash=resolved.config_hash(),
                                     config=resolved.config(), search_params=point)
         self.store.add_metrics(run_id, result.history if result is not None else curve)
-        data = None
-        if result is not None:
-            if diagnostics:
-                self.store.add_diagnostics(run_id, result.diagnostics)
-            data = result.to_dict()
-            data["metrics"] = {**result.metrics, "train_seconds": result.seconds}
-        self.store.finish_run(run_id, status, error=error, result=data,
+        if result is not None and diagnostics:
+            self.store.add_diagnostics(run_id, result.diagnostics)
+        self.store.finish_run(run_id, status, error=error, result=result,
                               wall_seconds=wall if wall is not None else (result.seconds if result else 0.01))
 
     def complete(self, number, results, reused=()):

@@ -11,6 +11,7 @@ from deconstruct._errors import DeconstructError
 from deconstruct.store import SCHEMA_VERSION, Store, StudyNotFound, default_url
 from deconstruct.store._migrations import MIGRATIONS, current_version, upgrade
 from deconstruct.store._schema import Base
+from deconstruct.train import TrainResult
 
 
 def _columns(engine) -> dict[str, set[str]]:
@@ -93,9 +94,9 @@ def test_write_and_read_a_study(url):
     assert store.add_metrics(run, [(1, "val_loss", 3.0), (1, "val_loss", 9.0), (2, "val_loss", 2.0),
                                    (2, "train_loss", math.nan), (2, "lr", 0.1)]) == 3  # duplicate, NaN skipped
     assert store.add_metrics(run, [(2, "val_loss", 2.0)]) == 0
-    store.finish_run(run, "completed", wall_seconds=1.5, result={
-        "val_loss": 2.0, "params": 3_000_000_000, "flops_per_token": 10**12, "tokens": 64, "tokens_per_second": 5.0,
-        "peak_memory_bytes": 5 * 2**30, "device": "cpu", "steps": 2, "metrics": {"bits_per_byte": 2.9, "train_seconds": 1.0}})
+    store.finish_run(run, "completed", wall_seconds=1.5, result=TrainResult(
+        val_loss=2.0, params=3_000_000_000, flops_per_token=10**12, tokens=64, tokens_per_second=5.0, seconds=1.0,
+        device="cpu", steps=2, seed=7, config_hash="c0", peak_memory_bytes=5 * 2**30, metrics={"bits_per_byte": 2.9}))
     store.finish_trial(info.id, 0, "completed", values=[2.0, 3e9], reused=[])
     store.start_trial(info.id, 1, search_params={"model.mixer.kind": "attention"})
     failed = store.add_run(info.id, 1, 7, config_hash="c1", config={}, search_params={})

@@ -281,3 +281,14 @@ def test_median_pruning_prunes_a_clearly_worse_trial(spec, storage, write, cli):
             assert t.values[0] > max(u.values[0] for u in trials if u.state == "completed" and u.search_params["train.lr"] > 1e-3)
     states = {o.number: o.state for o in _optuna_trials(storage, "s")}
     assert all(states[t.number] == optuna.trial.TrialState.PRUNED for t in pruned)
+
+
+def test_a_task_metric_is_an_objective_only_for_the_tasks_whose_runs_carry_it(spec, storage, write, cli):
+    spec["study"] = {"objective": "accuracy", "direction": "maximize"}
+    result = cli("study", "run", write(spec), "--storage", storage)  # lm runs carry no accuracy
+    assert result.exit_code == 2 and "unknown objective 'accuracy'" in result.stderr and "bits_per_byte" in result.stderr
+    spec["task"] = {"name": "mqar", "seq_len": 32, "num_pairs": 4, "vocab": 64}
+    summary = cli.json("study", "run", write(spec), "--storage", storage)
+    [run] = Store(storage).runs("s")
+    assert summary["states"] == {"completed": 1} and 0.0 <= run.metrics["accuracy"] <= 1.0
+    assert summary["best"]["values"] == [run.metrics["accuracy"]]
