@@ -245,10 +245,10 @@ def worker(
 
 
 def _best(trials: list[Any], info: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    from deconstruct.study import best_trial, pareto_front
+    from deconstruct.study import best_trial, pareto_trials
 
     if len(info.objectives) > 1:
-        return None, [{"number": t.number, "values": t.values, "params": t.search_params} for t in pareto_front(trials, info.directions)]
+        return None, [{"number": t.number, "values": t.values, "params": t.search_params} for t in pareto_trials(trials, info.directions)]
     b = best_trial(trials, info.directions)
     if b is None:
         return None, []

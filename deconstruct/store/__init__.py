@@ -8,6 +8,10 @@ dataclasses for ``study show`` and reports:
 - ``Store.trials(name)`` -> [TrialInfo] (number, state, values, search_params, error, reused seeds, retry_of)
 - ``Store.runs(name, status=None)`` -> [RunInfo] (one per (trial, seed): config, metrics, cost, versions)
 - ``Store.curves(name, metric=None)`` -> {run_id: {metric: [(step, value)]}}
+
+Writers (the study runner) take ``Store.for_study(study_id)``, a :class:`StudyStore` whose methods work on
+that study's trial and run rows; run-level writes (``heartbeat``, ``add_metrics``, ``finish_run``) are on
+``Store``. Which per-run metrics are ``dc_run`` columns comes from :mod:`deconstruct.metrics`.
 """
 
 from deconstruct.store._migrations import HEAD as SCHEMA_VERSION
@@ -26,6 +30,7 @@ from deconstruct.store._store import (
     make_engine,
     sqlite_path,
 )
+from deconstruct.store._study import StudyStore
 
 __all__ = [
     "DEFAULT_URL",
@@ -36,6 +41,7 @@ __all__ = [
     "Store",
     "StudyInfo",
     "StudyNotFound",
+    "StudyStore",
     "TrialInfo",
     "default_url",
     "display_url",

@@ -28,6 +28,7 @@ from deconstruct.store import _migrations
 from deconstruct.store._schema import DiagnosticRow, MetricRow, RunRow, StudyRow, TrialRow
 
 if TYPE_CHECKING:
+    from deconstruct.store._study import StudyStore
     from deconstruct.train import TrainResult
 
 DEFAULT_URL = "sqlite:///deconstruct.db"
@@ -325,106 +326,18 @@ class Store:
             s.execute(delete(StudyRow).where(StudyRow.id == info.id))
         return True
 
+    def for_study(self, study_id: int) -> StudyStore:
+        """A handle on the trials and runs of study ``study_id`` (what its runner writes)."""
+        from deconstruct.store._study import StudyStore
+
+        return StudyStore(self, study_id)
+
     # -- trials -----------------------------------------------------------------------------------------
-    def start_trial(
-        self,
-        study_id: int,
-        number: int,
-        *,
-        search_params: dict[str, Any],
-        inactive_params: list[str] = (),  # type: ignore[assignment]
-        retry_of: int | None = None,
-        host: str | None = None,
-        pid: int | None = None,
-    ) -> None:
-        """Record trial ``number`` as running (re-entering a trial number overwrites its row)."""
-        fields = dict(
-            state="running", objective_values=None, search_params=search_params, inactive_params=list(inactive_params),
-            config_hash=None, error=None, reused=[], retry_of=retry_of, host=host, pid=pid, started_at=utcnow(),
-            finished_at=None,
-        )
-        with self.session() as s, s.begin():
-            row = s.scalars(select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number)).one_or_none()
-            if row is None:
-                s.add(TrialRow(study_id=study_id, number=number, **fields))
-            else:
-                for k, v in fields.items():
-                    setattr(row, k, v)
-
-    def update_trial(self, study_id: int, number: int, **fields: Any) -> None:
-        """Set columns of a trial row (``values`` is accepted for ``objective_values``)."""
-        if "values" in fields:
-            fields["objective_values"] = fields.pop("values")
-        with self.session() as s, s.begin():
-            s.execute(update(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number).values(**fields))
-
-    def finish_trial(
-        self,
-        study_id: int,
-        number: int,
-        state: str,
-        *,
-        values: list[float] | None = None,
-        error: str | None = None,
-        reused: list[int] | None = None,
-    ) -> None:
-        fields: dict[str, Any] = dict(state=state, objective_values=values, error=error, finished_at=utcnow())
-        if reused is not None:
-            fields["reused"] = list(reused)
-        self.update_trial(study_id, number, **fields)
-
     def trials(self, name: str) -> list[TrialInfo]:
         """Every trial of study ``name`` that started, by number."""
-        study = self._study_id(name)
-        with self.session() as s:
-            rows = s.scalars(select(TrialRow).where(TrialRow.study_id == study).order_by(TrialRow.number))
-            return [_trial_info(r) for r in rows]
-
-    def trial_rows(self, study_id: int) -> list[TrialInfo]:
-        with self.session() as s:
-            rows = s.scalars(select(TrialRow).where(TrialRow.study_id == study_id).order_by(TrialRow.number))
-            return [_trial_info(r) for r in rows]
-
-    def failed_config(self, study_id: int, config_hash: str) -> TrialInfo | None:
-        """The first trial of this configuration that failed for a reason of its own (not an interrupt)."""
-        with self.session() as s:
-            rows = s.scalars(
-                select(TrialRow)
-                .where(TrialRow.study_id == study_id, TrialRow.config_hash == config_hash, TrialRow.state == "failed")
-                .order_by(TrialRow.number)
-            )
-            for row in rows:
-                if not is_retryable(row.error):
-                    return _trial_info(row)
-        return None
+        return self.for_study(self._study_id(name)).trials()
 
     # -- runs -------------------------------------------------------------------------------------------
-    def add_run(
-        self,
-        study_id: int,
-        trial_number: int,
-        seed: int,
-        *,
-        config_hash: str,
-        config: dict[str, Any],
-        search_params: dict[str, Any],
-        versions: dict[str, Any] | None = None,
-        plugins: list[dict[str, Any]] | None = None,
-        host: str | None = None,
-        device: str | None = None,
-    ) -> int:
-        """A new run row in state ``running``; returns its id."""
-        now = utcnow()
-        row = RunRow(
-            study_id=study_id, trial_number=trial_number, seed=seed, config_hash=config_hash, config=config,
-            search_params=search_params, status="running", metrics={}, versions=versions or {}, plugins=plugins or [],
-            host=host, device=device, started_at=now, heartbeat_at=now,
-        )
-        with self.session() as s, s.begin():
-            s.add(row)
-            s.flush()
-            return int(row.id)
-
     def heartbeat(self, run_id: int) -> None:
         with self.session() as s, s.begin():
             s.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow()))
@@ -487,46 +400,6 @@ class Store:
         with self.session() as s, s.begin():
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**fields))
 
-    def fail_running(self, study_id: int, trial_number: int, reason: str) -> int:
-        """Mark the trial's runs still ``running`` (and the trial, if running) failed with ``reason``."""
-        now = utcnow()
-        with self.session() as s, s.begin():
-            n = s.execute(
-                update(RunRow)
-                .where(RunRow.study_id == study_id, RunRow.trial_number == trial_number, RunRow.status == "running")
-                .values(status="failed", error=reason, finished_at=now)
-            ).rowcount  # type: ignore[attr-defined]
-            s.execute(
-                update(TrialRow)
-                .where(TrialRow.study_id == study_id, TrialRow.number == trial_number, TrialRow.state == "running")
-                .values(state="failed", error=reason, finished_at=now)
-            )
-        return int(n or 0)
-
-    def completed_runs(self, study_id: int, config_hash: str) -> dict[int, RunInfo]:
-        """The first completed run of this configuration for each seed."""
-        with self.session() as s:
-            rows = s.scalars(
-                select(RunRow)
-                .where(RunRow.study_id == study_id, RunRow.config_hash == config_hash, RunRow.status == "completed")
-                .order_by(RunRow.id)
-            )
-            out: dict[int, RunInfo] = {}
-            for row in rows:
-                out.setdefault(row.seed, _run_info(row))
-            return out
-
-    def running_twin(self, study_id: int, config_hash: str, seed: int, trial_number: int) -> RunInfo | None:
-        """A run of the same configuration and seed that another trial is training right now."""
-        with self.session() as s:
-            row = s.scalars(
-                select(RunRow).where(
-                    RunRow.study_id == study_id, RunRow.config_hash == config_hash, RunRow.seed == seed,
-                    RunRow.status == "running", RunRow.trial_number != trial_number,
-                ).limit(1)
-            ).one_or_none()
-            return None if row is None else _run_info(row)
-
     def runs(self, name: str, status: str | None = None) -> list[RunInfo]:
         """Every run of study ``name`` (optionally only those in ``status``), by trial then seed.
 
@@ -571,11 +444,6 @@ class Store:
     def get_run(self, run_id: int) -> RunInfo:
         with self.session() as s:
             return _run_info(s.get_one(RunRow, run_id))
-
-    def running_runs(self, study_id: int) -> list[RunInfo]:
-        with self.session() as s:
-            rows = s.scalars(select(RunRow).where(RunRow.study_id == study_id, RunRow.status == "running"))
-            return [_run_info(r) for r in rows]
 
     def _study_id(self, name: str) -> int:
         info = self.get_study(name)

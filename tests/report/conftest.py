@@ -72,14 +72,15 @@ class Recorder:
             spec_json=load_spec(spec).spec.model_dump(mode="json"), objectives=self.objectives,
             directions=list(directions), deconstruct_version=deconstruct.__version__, torch_version=torch.__version__,
         )
+        self.rows = store.for_study(self.info.id)
 
     def trial(self, number, point, resolved, retry_of=None):
-        self.store.start_trial(self.info.id, number, search_params=point, retry_of=retry_of)
-        self.store.update_trial(self.info.id, number, config_hash=resolved.config_hash())
+        self.rows.start_trial(number, search_params=point, retry_of=retry_of)
+        self.rows.update_trial(number, config_hash=resolved.config_hash())
 
     def run(self, number, seed, point, resolved, result=None, status="completed", error=None, curve=(), wall=None,
             diagnostics=True):
-        run_id = self.store.add_run(self.info.id, number, seed, config_hash=resolved.config_hash(),
+        run_id = self.rows.add_run(number, seed, config_hash=resolved.config_hash(),
                                     config=resolved.config(), search_params=point)
         self.store.add_metrics(run_id, result.history if result is not None else curve)
         if result is not None and diagnostics:
@@ -89,7 +90,7 @@ class Recorder:
 
     def complete(self, number, results, reused=()):
         values = [statistics.fmean(r.to_dict()[o] for r in results) for o in self.objectives]
-        self.store.finish_trial(self.info.id, number, "completed", values=values, reused=list(reused))
+        self.rows.finish_trial(number, "completed", values=values, reused=list(reused))
         return values
 
 
@@ -125,7 +126,7 @@ def build_tiny_studies(db) -> dict:
     with pytest.raises(Stop):
         train(resolved[au], seed=1, callback=stop)
     rec.run(0, 1, points[au], resolved[au], status="failed", error=INTERRUPTED, curve=stop.curve)
-    store.fail_running(rec.info.id, 0, INTERRUPTED)
+    store.for_study(rec.info.id).fail_running(0, INTERRUPTED)
     rec.trial(1, points[au], resolved[au], retry_of=0)
     rec.run(1, 1, points[au], resolved[au], R[au + (1,)])
     values = {1: rec.complete(1, [R[au + (0,)], R[au + (1,)]], reused=[0])}
@@ -164,7 +165,7 @@ def build_tiny_studies(db) -> dict:
     up.trial(2, points[mu], resolved[mu])
     up.run(2, 0, points[mu], resolved[mu], status="pruned", error=pruned_at, curve=stop.curve,
            wall=time.perf_counter() - tick)
-    store.finish_trial(up.info.id, 2, "pruned", error=pruned_at)
+    store.for_study(up.info.id).finish_trial(2, "pruned", error=pruned_at)
 
     # tiny-one
     one_spec = {**copy.deepcopy(SPEC), "name": "tiny-one", "search": {}}

@@ -88,8 +88,9 @@ def test_write_and_read_a_study(url):
                               objectives=["val_loss", "params"], directions=["minimize", "minimize"])
     assert store.create_study("st", spec_text="", spec_hash="other", spec_json={}, objectives=[], directions=[]).id == info.id
 
-    store.start_trial(info.id, 0, search_params={"model.mixer.kind": "mlp"}, host="h", pid=1)
-    run = store.add_run(info.id, 0, 7, config_hash="c0", config={"a": 1}, search_params={"model.mixer.kind": "mlp"},
+    rows = store.for_study(info.id)
+    rows.start_trial(0, search_params={"model.mixer.kind": "mlp"}, host="h", pid=1)
+    run = rows.add_run(0, 7, config_hash="c0", config={"a": 1}, search_params={"model.mixer.kind": "mlp"},
                         versions={"torch": "x"}, plugins=[{"name": "p", "version": "1"}], host="h")
     assert store.add_metrics(run, [(1, "val_loss", 3.0), (1, "val_loss", 9.0), (2, "val_loss", 2.0),
                                    (2, "train_loss", math.nan), (2, "lr", 0.1)]) == 3  # duplicate, NaN skipped
@@ -97,10 +98,10 @@ def test_write_and_read_a_study(url):
     store.finish_run(run, "completed", wall_seconds=1.5, result=TrainResult(
         val_loss=2.0, params=3_000_000_000, flops_per_token=10**12, tokens=64, tokens_per_second=5.0, seconds=1.0,
         device="cpu", steps=2, seed=7, config_hash="c0", peak_memory_bytes=5 * 2**30, metrics={"bits_per_byte": 2.9}))
-    store.finish_trial(info.id, 0, "completed", values=[2.0, 3e9], reused=[])
-    store.start_trial(info.id, 1, search_params={"model.mixer.kind": "attention"})
-    failed = store.add_run(info.id, 1, 7, config_hash="c1", config={}, search_params={})
-    assert store.fail_running(info.id, 1, "worker died (test)") == 1
+    rows.finish_trial(0, "completed", values=[2.0, 3e9], reused=[])
+    rows.start_trial(1, search_params={"model.mixer.kind": "attention"})
+    failed = rows.add_run(1, 7, config_hash="c1", config={}, search_params={})
+    assert rows.fail_running(1, "worker died (test)") == 1
 
     [s] = store.studies()
     assert s.name == "st" and s.trials == {"completed": 1, "failed": 1} and s.runs == 2
@@ -116,8 +117,8 @@ def test_write_and_read_a_study(url):
     assert [r.id for r in store.runs("st", status="completed")] == [run]
     assert store.curves("st") == {run: {"lr": [(2, 0.1)], "val_loss": [(1, 3.0), (2, 2.0)]}}
     assert store.curves("st", metric="lr") == {run: {"lr": [(2, 0.1)]}}
-    assert set(store.completed_runs(info.id, "c0")) == {7} and store.completed_runs(info.id, "c1") == {}
-    assert store.failed_config(info.id, "c1") is None  # a dead worker says nothing about its configuration
+    assert set(rows.completed_runs("c0")) == {7} and rows.completed_runs("c1") == {}
+    assert rows.failed_config("c1") is None  # a dead worker says nothing about its configuration
     assert store.trials("st")[0].to_dict()["values"] == [2.0, 3e9]
 
     with pytest.raises(StudyNotFound, match="studies there: st"):

@@ -208,7 +208,7 @@ def _dead_pid() -> int:
 def test_a_dead_workers_trial_is_detected_and_retried(spec, any_storage, where):
     """A trial left RUNNING by a killed worker: found by its gone process (this host) or by its stale
     heartbeat (another host), marked failed with its runs, and its configuration retried once."""
-    from deconstruct.study._runner import HOST
+    from deconstruct.study._recovery import HOST
 
     storage = any_storage
     spec["search"] = {"model.mixer.kind": ["attention", "mlp"]}
@@ -220,8 +220,8 @@ def test_a_dead_workers_trial_is_detected_and_retried(spec, any_storage, where):
     trial.set_user_attr("host", HOST if where == "this host" else "elsewhere")
     trial.set_user_attr("pid", _dead_pid())
     runner.optuna_storage.record_heartbeat(trial._trial_id)
-    runner.store.start_trial(runner.info.id, trial.number, search_params=sample.params)
-    run_id = runner.store.add_run(runner.info.id, trial.number, 0, config_hash="x", config={}, search_params=sample.params)
+    runner.rows.start_trial(trial.number, search_params=sample.params)
+    run_id = runner.rows.add_run(trial.number, 0, config_hash="x", config={}, search_params=sample.params)
     runner.store.add_metrics(run_id, [(2, "val_loss", 5.5)])
     if where == "elsewhere":
         time.sleep(2.2)  # SQLite's clock has whole seconds: be sure the heartbeat is older than the grace period
