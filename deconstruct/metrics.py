@@ -74,6 +74,11 @@ def produces(task: str, *names: str) -> None:
             _TABLE[metric.name] = replace(metric, tasks=(*metric.tasks, task))
 
 
+def measures(task: str, name: str) -> bool:
+    """Runs of ``task`` carry metric ``name`` (e.g. the training loop computes ``accuracy`` only then)."""
+    return any(m.name == canonical(name) for m in measured(task))
+
+
 def measured(task: str) -> list[Metric]:
     """The metrics a run of ``task`` carries: those of every run, then the task's own."""
     _load_plugins()

@@ -29,7 +29,6 @@ class ClozeOptions(LMOptions):
 class Cloze(ByteLM):
     causal = False
     vocab_size = 257
-    report_accuracy = True
 
     def __init__(self, options: ClozeOptions):
         super().__init__(options)

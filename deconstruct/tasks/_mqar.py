@@ -40,7 +40,6 @@ class MQAROptions(TaskOptions):
 
 class MQAR:
     causal = True
-    report_accuracy = True  # evaluation also reports accuracy on labelled positions
 
     def __init__(self, options: MQAROptions):
         import torch

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from deconstruct._errors import RunError
-from deconstruct.metrics import find
+from deconstruct.metrics import find, measures
 from deconstruct.model import build_model, model_cost
 from deconstruct.spec import ResolvedSpec
 from deconstruct.tasks import TaskOptions
@@ -215,7 +215,7 @@ def train(
     history: list[tuple[int, str, float]] = []
     val_loss = float("nan")
     evals: dict[str, float] = {}
-    accuracy = bool(getattr(task, "report_accuracy", False))
+    accuracy = measures(resolved.spec.task.name, "accuracy")  # the task's runs carry it (deconstruct.metrics)
     loss_fn = getattr(task, "loss", None) or token_loss  # chosen once: the token path does no extra work per step
     start = time.perf_counter()
     train_seconds = 0.0
