@@ -44,3 +44,7 @@ class RunError(DeconstructError):
     """A run that failed for a reason worth one line (e.g. a non-finite loss)."""
 
     exit_code = 1
+
+
+class DataError(DeconstructError):
+    """A prepared dataset that is missing, incomplete, truncated or corrupt, or a source that cannot be read."""

@@ -6,6 +6,11 @@ metrics its runs carry with :func:`produces` (after :func:`declare` for a metric
 ``register_tasks`` hook; a name nobody declared is treated as a loss-like value (minimised, shown with four
 decimals) and reported as such.
 
+Evaluation sets (the ``lm`` task's ``eval: {NAME: DIR}``) get one family of names, ``NAME_QUANTITY``, as the
+validation split has ``val_loss``: ``wikitext_loss``, ``wikitext_perplexity``, ``wikitext_bits_per_byte``
+(see :func:`declare_eval_set`). The validation split's own are ``val_loss``, ``val_perplexity`` and
+``bits_per_byte``.
+
     >>> get("flops").name
     'flops_per_token'
     >>> direction("accuracy")
@@ -100,10 +105,33 @@ for _m in (
            help="validation loss with the relaxed layers' blocks removed (the paper's skip evaluation)"),
     Metric("skip_mixer_val_loss", help="validation loss with only the relaxed layers' token mixers removed"),
     # produced by some tasks only: each task's register_tasks hook says so with produces()
-    Metric("bits_per_byte", tasks=(), help="validation loss in bits per byte of text"),
+    Metric("bits_per_byte", tasks=(), aliases=("val_bits_per_byte",),
+           help="validation loss in bits per byte of text (loss / ln 2 / bytes per token)"),
+    Metric("val_perplexity", tasks=(), help="validation perplexity per token, exp(val_loss)"),
     Metric("accuracy", direction="maximize", kind="fraction", tasks=(), help="accuracy on labelled positions"),
 ):
     declare(_m)
+
+
+#: what every evaluation set reports, and how (``NAME_QUANTITY``)
+EVAL_QUANTITIES = {
+    "loss": "loss per token on evaluation set {set!r}",
+    "perplexity": "perplexity per token on evaluation set {set!r}, exp(loss)",
+    "bits_per_byte": "bits per byte of text of evaluation set {set!r} (loss / ln 2 / its bytes per token)",
+}
+
+
+def declare_eval_set(set_name: str) -> dict[str, str]:
+    """Declare the metrics of evaluation set ``set_name`` and return ``{quantity: metric name}``, e.g.
+    ``{"loss": "wikitext_loss", …}``. A name whose metrics would collide with another metric is an error.
+
+        >>> declare_eval_set("wikitext")["bits_per_byte"]
+        'wikitext_bits_per_byte'
+    """
+    names = {q: f"{set_name}_{q}" for q in EVAL_QUANTITIES}
+    for q, name in names.items():
+        declare(Metric(name, tasks=("lm",), help=EVAL_QUANTITIES[q].format(set=set_name)))
+    return names
 
 
 def canonical(name: str) -> str:

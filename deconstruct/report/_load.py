@@ -67,6 +67,30 @@ def available_metrics(runs: list[Any]) -> list[str]:
     return cols + [k for k in keys if k not in cols]
 
 
+def check_same_data(study: str, runs: list[Any]) -> None:
+    """Runs of ``study`` with the same task options must have read the same data (``versions["data"]``: the
+    content hash and tokenizer, or the corpus hash and Python version); a mix — a dataset prepared again in
+    place, a study resumed under another Python — is refused. Runs recorded without it are not checked."""
+    import json
+
+    seen: dict[str, tuple[dict[str, Any], int]] = {}
+    for r in runs:
+        data = (r.versions or {}).get("data")
+        if not data:
+            continue
+        key = json.dumps((r.config or {}).get("task", {}), sort_keys=True)
+        first, first_id = seen.setdefault(key, (data, r.id))
+        if data != first:
+            raise DeconstructError(
+                f"study {study!r} mixes runs that saw different data (run {first_id}: {_data_line(first)}; "
+                f"run {r.id}: {_data_line(data)}); compare them in separate studies")
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    extra = f", Python {data['python']}" if "python" in data else ""
+    return f"{str(data.get('hash', '?'))[:12]} ({data.get('tokenizer', '?')}{extra})"
+
+
 def storage_url(storage: str | None) -> str:
     """``--storage``, else ``$DECONSTRUCT_STORAGE``, else ``sqlite:///deconstruct.db``."""
     return storage or os.environ.get("DECONSTRUCT_STORAGE") or DEFAULT_STORAGE
@@ -106,6 +130,11 @@ def load_studies(names: list[str], url: str, metric: str | None = None) -> tuple
     for info in infos:
         objectives = list(info.objectives or ["val_loss"])
         runs = store.runs(info.name)
+        try:
+            check_same_data(info.name, runs)
+        except DeconstructError:
+            store.engine.dispose()
+            raise
         if metric is not None and runs and not any(r.value(metric) is not None for r in runs):
             store.engine.dispose()
             raise DeconstructError(f"no run of study {info.name!r} has metric {metric!r}; its runs have: "

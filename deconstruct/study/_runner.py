@@ -401,7 +401,8 @@ class StudyRunner:
         task = self._task(resolved)
         run_id = self.rows.add_run(
             trial.number, seed, config_hash=resolved.config_hash(), config=resolved.config(),
-            search_params=sample.params, versions=self.versions, plugins=plugins_for(resolved), host=HOST,
+            search_params=sample.params, versions={**self.versions, "data": getattr(task, "data_identity", None)},
+            plugins=plugins_for(resolved), host=HOST,
         )
         callback = _RunCallback(self, trial, run_id, k, steps, prior, seed)
         tick = time.perf_counter()

@@ -56,3 +56,10 @@ class Task(Protocol):
 
     def fixed_tokens(self, length: int) -> Any:
         """One fixed real token sequence from the training data (for ``fixed_text_qk``)."""
+
+
+# Optional members of a Task (read with getattr):
+#   data_identity: dict      what it read (content hash, tokenizer); recorded with every run, and the report
+#                            refuses to compare runs of the same task options that saw different data
+#   eval_sets: tuple[str]    named evaluation sets; get_batch(name, …) serves their fixed windows and
+#   eval_metrics(name, loss) -> {metric: value} scores them after training

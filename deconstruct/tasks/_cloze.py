@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import Field
 
-from deconstruct.tasks._lm import ByteLM, LMOptions
+from deconstruct.tasks._lm import ByteLM, CorpusOptions
 
 MASK = 256
 
 
-class ClozeOptions(LMOptions):
+class ClozeOptions(CorpusOptions):
     mask_rate: float = Field(0.15, gt=0, lt=1, description="fraction ρ of positions masked")
 
     @property

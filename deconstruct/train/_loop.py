@@ -2,7 +2,8 @@
 
 AdamW (no decay on vectors), linear warm-up then cosine decay, global gradient clipping, fixed seeds,
 evaluation every ``eval_every`` steps on a fixed set of validation batches (the same for every run, so
-runs can be compared pairwise). A non-finite loss raises :class:`RunError`.
+runs can be compared pairwise), and once at the end on the task's named evaluation sets (``eval_sets``,
+fixed windows too). A non-finite loss raises :class:`RunError`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Callback(Protocol):
     """Hooks into a run; every method is optional. Raising stops the run (pruning does exactly that).
 
     ``on_start`` receives the run's shape (steps, params, device, tokens_per_step) and the live objects
-    (``model``, trained in place; ``val_batches``; ``autocast``) for callers that inspect the trained model.
+    (``model``, trained in place; ``val_batches``; ``eval_sets``; ``autocast``) for callers that inspect the trained model.
     """
 
     def on_start(self, info: dict[str, Any]) -> None: ...
@@ -53,6 +54,7 @@ class TrainResult:
     config_hash: str
     peak_memory_bytes: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_block_val_loss
+    data: dict[str, Any] | None = None  # what the task read (its content hash, tokenizer): task.data_identity
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
     diagnostics: list[tuple[int, int, str, float]] = field(default_factory=list)  # (layer, head, name, value)
 
@@ -201,12 +203,16 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     val_gen = torch.Generator().manual_seed(EVAL_SEED)
     val_batches = [tuple(z.to(dev) for z in task.get_batch("val", B, val_gen)) for _ in range(t.eval_batches)]
+    eval_sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for name in getattr(task, "eval_sets", ()):  # named evaluation sets: fixed windows, as for validation
+        set_gen = torch.Generator().manual_seed(EVAL_SEED)
+        eval_sets[name] = [_to(task.get_batch(name, B, set_gen), dev) for _ in range(t.eval_batches)]
     non_blocking = dev.type == "cuda"
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
     info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T,
-            "model": model, "val_batches": val_batches, "autocast": amp}
+            "model": model, "val_batches": val_batches, "eval_sets": eval_sets, "autocast": amp}
     if callback is not None and hasattr(callback, "on_start"):
         callback.on_start(info)
     on_step = getattr(callback, "on_step", None)
@@ -260,6 +266,8 @@ def train(
 
     metrics = dict(task.metrics(val_loss))
     metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
+    for name, batches in eval_sets.items():  # named evaluation sets (lm's eval:), scored once, at the end
+        metrics.update(task.eval_metrics(name, evaluate(model, batches, amp, task=task)["val_loss"]))
     if skip_relaxed:
         relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
         # the paper's skip removes the relaxed layers (whole blocks); skipping only their token mixers keeps
@@ -284,9 +292,14 @@ def train(
         config_hash=resolved.config_hash(),
         peak_memory_bytes=int(peak),
         metrics=metrics,
+        data=getattr(task, "data_identity", None),
         history=history,
         diagnostics=diagnostics,
     )
+
+
+def _to(batch: tuple[torch.Tensor, torch.Tensor], dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch[0].to(dev), batch[1].to(dev)
 
 
 def _rss_peak() -> int:

@@ -1,7 +1,8 @@
 """Built-in tasks that need no download (MECHANISMS.md §7):
 
-- ``lm``: byte-level language modelling over real text (the Python standard library's own source by
-  default); reports bits per byte = loss / ln 2.
+- ``lm``: language modelling over real text: bytes of the Python standard library's own source by default,
+  or a dataset made by ``deconstruct data prepare`` (``data:``, any tokenizer, plus ``eval:`` sets); reports
+  bits per byte and perplexity.
 - ``mqar``: multi-query associative recall (Arora et al. 2023, "Zoology"); reports accuracy.
 - ``cloze``: masked byte modelling with a bidirectional encoder (BERT4Rec-style); non-causal.
 - ``icl_regression``: in-context linear regression (Garg et al. 2022); real-vector inputs through a linear
@@ -26,8 +27,9 @@ from deconstruct.tasks._mqar import MQAROptions
 
 @hookimpl
 def register_tasks(register: Any) -> None:
-    register("lm", build="deconstruct.tasks._lm:ByteLM", options=LMOptions, summary="byte-level language modelling (bits per byte)")
-    produces("lm", "bits_per_byte")
+    register("lm", build="deconstruct.tasks._lm:build_lm", options=LMOptions,
+             summary="language modelling: stdlib bytes or a prepared dataset (bits per byte)")
+    produces("lm", "bits_per_byte", "val_perplexity")
     register("mqar", build="deconstruct.tasks._mqar:MQAR", options=MQAROptions, summary="multi-query associative recall (accuracy)",
              paper="Arora et al. 2023, Zoology, arXiv 2312.04927")
     produces("mqar", "accuracy")
