@@ -59,7 +59,12 @@ class _Reporter:
                        f"{p.tokens:,} tokens ({mb_s:.1f} MB/s)", err=True)
 
     def note(self, line: str) -> None:
-        (self.bar.console.print if self.bar is not None else lambda s: typer.echo(s, err=True))(f"note: {line}")
+        if self.bar is not None:
+            from rich.markup import escape
+
+            self.bar.console.print(escape(f"note: {line}"))
+        else:
+            typer.echo(f"note: {line}", err=True)
 
 
 @data_app.command("prepare")
@@ -92,8 +97,12 @@ def prepare_command(
                           force=force, restart=restart)
     if workers is not None:
         opts.workers = workers
-    with _Reporter() as reporter:
-        result = prepare(opts, on_progress=reporter, note=reporter.note)
+    try:
+        with _Reporter() as reporter:
+            result = prepare(opts, on_progress=reporter, note=reporter.note)
+    except KeyboardInterrupt:
+        typer.echo(f"note: {out} is not written; run the same command again to resume", err=True)
+        raise
     mb_s = result.source_bytes / 1e6 / max(result.seconds, 1e-9)
     typer.echo(f"prepared {out} in {result.seconds:.1f} s ({mb_s:.1f} MB/s of input)", err=True)
     _show(out, result.header, format)

@@ -205,10 +205,11 @@ class _Writer:
         return self.stream.hexdigest()
 
 
-def _plan(opts: PrepareOptions, groups: list[list[_sources.Source]]) -> dict[str, Any]:
-    """Everything that decides the output: a resumed prepare must have the same plan."""
+def _plan(opts: PrepareOptions, groups: list[list[_sources.Source]]) -> str:
+    """A hash of everything that decides the output (every input file's size and mtime included): a resumed
+    prepare must have the same plan."""
     tok_file = Path(opts.tokenizer).expanduser()
-    return {
+    plan = {
         "sources": [[opts.sources[g], [s.identity() for s in group]] for g, group in enumerate(groups)],
         "tokenizer": opts.tokenizer,
         "tokenizer_sha256": file_sha256(tok_file) if tok_file.is_file() else None,
@@ -217,6 +218,7 @@ def _plan(opts: PrepareOptions, groups: list[list[_sources.Source]]) -> dict[str
         "chunk_bytes": opts.chunk_bytes,
         "bpe_sample_bytes": opts.bpe_sample_bytes if bpe_size(opts.tokenizer) else None,
     }
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 
 def _check_out(opts: PrepareOptions) -> None:
@@ -231,7 +233,7 @@ def _check_out(opts: PrepareOptions) -> None:
         raise DataError(f"{out} exists and is not a prepared dataset; choose another --out")
 
 
-def _start(opts: PrepareOptions, plan: dict[str, Any], note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+def _start(opts: PrepareOptions, plan: str, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     """The partial directory and its state: resumed when the plan matches, else fresh."""
     partial = partial_dir(opts.out)
     if partial.is_dir():
@@ -246,7 +248,7 @@ def _start(opts: PrepareOptions, plan: dict[str, Any], note: Callable[[str], Non
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     state = {"plan": plan, "chunks": 0, "documents": 0, "tokens": 0, "bytes": 0, "position": 0,
-             "per_source": [0] * len(plan["sources"]), "shards": []}
+             "per_source": [0] * len(opts.sources), "shards": []}
     _write_json(partial / PROGRESS, state)
     return partial, state
 
