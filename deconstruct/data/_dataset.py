@@ -127,8 +127,9 @@ class Dataset:
         self.dtype = np.dtype(self.header.dtype)
         if check:
             self._check_shards(full=False)
-        self._maps = [np.memmap(self.root / s["file"], dtype=self.dtype, mode="r") if s["tokens"] else
-                      np.zeros(0, self.dtype) for s in self.header.shards]
+        # plain ndarray views of the memory maps: the same pages, without np.memmap's per-index overhead
+        self._maps = [np.memmap(self.root / s["file"], dtype=self.dtype, mode="r").view(np.ndarray) if s["tokens"]
+                      else np.zeros(0, self.dtype) for s in self.header.shards]
         self._starts = np.cumsum([0] + [len(m) for m in self._maps])
 
     def __len__(self) -> int:
@@ -169,6 +170,24 @@ class Dataset:
             parts.append(self._maps[i][:left])
             left -= len(parts[-1])
         return np.concatenate(parts)
+
+    def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """The windows of ``length`` tokens at ``starts``, as one (len(starts), length) array: one gather per
+        shard (the rare window that crosses into the next shard is read on its own)."""
+        starts = np.asarray(starts, dtype=np.int64)
+        out = np.empty((len(starts), length), dtype=self.dtype)
+        offsets = np.arange(length)
+        if len(self._maps) == 1 and len(starts) and int(starts.max()) + length <= len(self):  # the common case
+            return self._maps[0][starts[:, None] + offsets]
+        shard = np.searchsorted(self._starts, starts, side="right") - 1
+        for i in np.unique(shard):
+            rows = np.flatnonzero(shard == i)
+            local = starts[rows] - self._starts[i]
+            inside = local + length <= len(self._maps[i])
+            out[rows[inside]] = self._maps[i][local[inside, None] + offsets]
+            for r in rows[~inside]:
+                out[r] = self.window(int(starts[r]), length)
+        return out
 
 
 def open_dataset(root: Path | str, *, check: bool = True) -> Dataset:

@@ -284,8 +284,7 @@ def _batch(dataset: Any, windows: Windows, batch_size: int, seq_len: int, genera
     import numpy as np
     import torch
 
-    starts = windows.sample(batch_size, generator)
-    w = torch.from_numpy(np.stack([dataset.window(int(s), seq_len + 1) for s in starts]).astype(np.int64))
+    w = torch.from_numpy(dataset.windows(windows.sample(batch_size, generator), seq_len + 1).astype(np.int64))
     return w[:, :-1], w[:, 1:]  # (B, T), (B, T)
 
 

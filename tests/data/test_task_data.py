@@ -156,4 +156,4 @@ def test_a_window_longer_than_the_dataset_is_refused(bytes_dataset):
 
 def test_windows_read_by_memory_map(bytes_dataset):
     task = build_task(load_spec(spec(data=bytes_dataset)))
-    assert all(isinstance(m, np.memmap) for m in task.data._maps)
+    assert all(isinstance(m.base, np.memmap) for m in task.data._maps)
