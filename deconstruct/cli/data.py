@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from deconstruct.cli._common import TextFormat, human, print_json, stderr, stdout
+from deconstruct.cli._common import TextFormat, print_json, stderr, stdout
+from deconstruct.metrics import human
 
 data_app = typer.Typer(help="Prepare tokenised datasets (memory-mapped, identified by hash) and inspect them.",
                        no_args_is_help=True)
