@@ -53,7 +53,8 @@ def test_prepare_info_train_report(tmp_path, corpus):
     spec.write_text(yaml.safe_dump(STUDY))
     db = f"sqlite:///{tmp_path / 's.db'}"
     res = invoke("study", "run", spec, "--storage", db, "--format", "json",
-                 "--set", f"task.data={out}", "--set", f"task.eval={{wiki: {held}}}")
+                 "--set", f"task.data={out}", "--set", f"task.eval={{wiki: {held}}}",
+                 "--set", "study.objective=wiki_bits_per_byte")
     assert res.exit_code == 0, res.output
     from deconstruct.store import Store
 
@@ -63,6 +64,8 @@ def test_prepare_info_train_report(tmp_path, corpus):
     assert {r.versions["data"]["hash"] for r in runs} == {header["content_hash"]}
     assert all(r.versions["data"]["eval"] == {"wiki": read_header(held).content_hash} for r in runs)
     assert all({"wiki_loss", "wiki_perplexity", "wiki_bits_per_byte", "bits_per_byte"} <= set(r.metrics) for r in runs)
+    by_trial = {r.trial_number: r.metrics["wiki_bits_per_byte"] for r in runs}  # an evaluation set as objective
+    assert {t.number: t.values[0] for t in store.trials("on-data")} == by_trial
     res = invoke("report", "on-data", "--storage", db, "--metric", "wiki_bits_per_byte", "--format", "json")
     assert res.exit_code == 0, res.output
     assert "wiki_bits_per_byte" in res.stdout
