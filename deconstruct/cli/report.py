@@ -7,7 +7,11 @@ from pathlib import Path
 
 import typer
 
+from deconstruct import metrics
 from deconstruct.cli._common import stderr, stdout
+from deconstruct.cli.study import StorageOption
+
+_MAXIMIZED = ", ".join(m.name for m in metrics.all_metrics() if m.direction == "maximize")
 
 
 class ReportFormat(str, Enum):
@@ -20,10 +24,7 @@ class ReportFormat(str, Enum):
 
 def report_command(
     names: list[str] = typer.Argument(..., help="Study name(s); two or more are shown side by side.", metavar="NAME..."),
-    storage: str = typer.Option(
-        "sqlite:///deconstruct.db", "--storage", envvar="DECONSTRUCT_STORAGE",
-        help="SQLAlchemy URL of the store (env DECONSTRUCT_STORAGE).",
-    ),
+    storage: str = StorageOption,
     by: str = typer.Option(
         None, "--by", metavar="AXIS",
         help="Marginal effect of each value of one searched axis (dotted path, e.g. model.mixer.kind).",
@@ -35,9 +36,9 @@ def report_command(
     metric: str = typer.Option(
         None, "--metric", metavar="NAME",
         help="Report this per-run value instead of the first objective: any dc_run column (val_loss, params, "
-             "tokens_per_second, ...) or key of the run's metrics (skip_block_val_loss: the skip evaluation with the "
-             "relaxed layers removed; bits_per_byte). Direction: the study's if NAME is an objective, else "
-             "maximize for names containing 'accuracy' and minimize otherwise (loss, bits_per_byte, params, "
+             "tokens_per_second, ...) or key of the run's metrics (skip_block_val_loss: the skip evaluation with "
+             "the relaxed layers removed; bits_per_byte). Direction: the study's if NAME is an objective, else the "
+             f"metric's own (maximize: {_MAXIMIZED}; minimize: every other, losses, bits_per_byte, params, "
              "flops, seconds). Curves show NAME if it was recorded per step, else val_loss. Importances and the "
              "Pareto front stay on the study's objectives.",
     ),

@@ -1,8 +1,20 @@
 """Reports: which principle matters, by how much, with what uncertainty — read from the store alone.
 
-``build_report(names, storage, by=, baseline=)`` reads the ``dc_`` tables (and Optuna's, for importances)
-and returns a :class:`Report`; ``render(report, fmt)`` turns it into ``table`` (rich renderables),
-``csv``, ``json``, ``markdown`` or ``html`` (one self-contained file with inline SVG plots).
+``build_report(names, storage, by=, baseline=, metric=)`` reads the ``dc_`` tables (and Optuna's, for
+importances) and returns a :class:`Report`; ``render(report, fmt)`` turns it into ``table`` (rich renderables
+that fit the console), ``csv``, ``json``, ``markdown`` or ``html`` (one self-contained file with inline SVG).
+
+The map, in reading order:
+
+- ``_load``: the store → :class:`StudyData` (runs, trials, curves, diagnostics of one study);
+- ``_model``: the data model (:class:`Report`, :class:`StudyReport`, :class:`Configuration`, :class:`Effect`…);
+- ``_configs``: configurations, their statistics over seeds and their attention diagnostics;
+- ``_effects``: the effect of a searched axis against its baseline; ``_registry``: which mixers are
+  token-wise and which value is standard, from the plugin registry and the resolved spec;
+- ``_importances``: Optuna's parameter importances; ``_analysis``: one study, all of the above;
+- ``_stats``: Student-t and bootstrap intervals;
+- ``_tables``: the one table layer (columns, rounding, notes) every format draws on;
+- ``_terminal``, ``_markdown``, ``_data`` (JSON, CSV), ``_html`` with ``_svg``: the formats.
 
 Attention diagnostics (per layer: entropy, sink, local_0, head diversity, mean over seeds and heads) appear in
 every format but CSV: the CSV stays one row per configuration (or per effect with ``--by``), and indicators per
@@ -13,8 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from deconstruct.report._analysis import (
-    STANDARD_VALUES,
+from deconstruct.report._analysis import analyse, build_report
+from deconstruct.report._load import StudyData, load_studies
+from deconstruct.report._model import (
     AxisEffects,
     Configuration,
     Diagnostics,
@@ -23,11 +36,8 @@ from deconstruct.report._analysis import (
     LayerDiagnostics,
     Report,
     StudyReport,
-    analyse,
-    build_report,
     fmt_value,
 )
-from deconstruct.report._load import DEFAULT_STORAGE, StudyData, StudyNotFound, load_studies
 from deconstruct.report._stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -37,30 +47,39 @@ from deconstruct.report._stats import (
     t_quantile,
     unpaired_bootstrap_ci,
 )
+from deconstruct.report._tables import Column, Table
 
 FORMATS = ("table", "csv", "json", "markdown", "html")
 
 
 def render(report: Report, fmt: str) -> Any:
     """``table`` → a list of rich renderables; every other format → text."""
-    from deconstruct.report import _html, _render
-
     if fmt == "table":
-        return _render.rich_renderables(report)
+        from deconstruct.report._terminal import rich_renderables
+
+        return rich_renderables(report)
     if fmt == "csv":
-        return _render.to_csv(report)
+        from deconstruct.report._data import to_csv
+
+        return to_csv(report)
     if fmt == "json":
-        return _render.to_json(report)
+        from deconstruct.report._data import to_json
+
+        return to_json(report)
     if fmt == "markdown":
-        return _render.to_markdown(report)
+        from deconstruct.report._markdown import to_markdown
+
+        return to_markdown(report)
     if fmt == "html":
-        return _html.to_html(report)
+        from deconstruct.report._html import to_html
+
+        return to_html(report)
     raise ValueError(f"unknown report format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
 def to_data(report: Report) -> dict[str, Any]:
     """The report as plain data (the JSON format)."""
-    from deconstruct.report._render import to_data as _to_data
+    from deconstruct.report._data import to_data as _to_data
 
     return _to_data(report)
 
@@ -68,10 +87,9 @@ def to_data(report: Report) -> dict[str, Any]:
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
-    "DEFAULT_STORAGE",
     "FORMATS",
-    "STANDARD_VALUES",
     "AxisEffects",
+    "Column",
     "Configuration",
     "Diagnostics",
     "Effect",
@@ -80,8 +98,8 @@ __all__ = [
     "LayerDiagnostics",
     "Report",
     "StudyData",
-    "StudyNotFound",
     "StudyReport",
+    "Table",
     "analyse",
     "build_report",
     "fmt_value",

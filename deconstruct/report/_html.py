@@ -13,21 +13,8 @@ import json
 import math
 from html import escape
 
-from deconstruct.report._analysis import Configuration, Report, StudyReport, fmt_value, short_axis
-from deconstruct.report._render import (
-    CI_NOTE,
-    DIAG_NOTE,
-    comparison_table,
-    config_table,
-    diagnostic_notes,
-    diagnostic_table,
-    effect_table,
-    effect_title,
-    fmt_num,
-    importance_table,
-    pareto_table,
-    summary_line,
-)
+from deconstruct.metrics import show
+from deconstruct.report._model import Configuration, Report, StudyReport, fmt_value, short_axis
 from deconstruct.report._svg import (
     HeatRow,
     Point,
@@ -39,6 +26,17 @@ from deconstruct.report._svg import (
     heatmap,
     line_chart,
     scatter_chart,
+)
+from deconstruct.report._tables import (
+    Table,
+    comparison_table,
+    configuration_table,
+    diagnostic_notes,
+    diagnostic_table,
+    effect_table,
+    importance_table,
+    pareto_table,
+    summary_line,
 )
 
 CSS = """
@@ -66,10 +64,13 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 """
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), best: int | None = None,  # type: ignore[assignment]
-           verdict_col: int | None = None) -> str:
+def _table(table: Table, best: int | None = None) -> str:
+    """``table`` as HTML: numeric cells right-aligned, a ``better``/``worse`` verdict coloured, row ``best``
+    highlighted."""
+    head, numeric = table.head(), table.numeric()
+    verdict_col = head.index("verdict") if "verdict" in head else None
     out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for i, row in enumerate(rows):
+    for i, row in enumerate(table.cells()):
         cls = ' class="best"' if best is not None and i == best else ""
         cells = []
         for j, cell in enumerate(row):
@@ -80,6 +81,10 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _notes(lines: list[str]) -> list[str]:
+    return [f'<p class="note">{escape(n)}</p>' for n in lines]
 
 
 def _figure(svg: str, kind: str, caption: str) -> str:
@@ -110,9 +115,9 @@ def _entropy_heatmap(c: Configuration, lo: float, hi: float, high_end: str) -> s
         values += [None] * (heads - len(values))
         tips = [f"{name}, head {h}: entropy {v:.4f} nats (mean over {x.n} seed{'s' if x.n != 1 else ''})"
                 if v is not None else f"{name}, head {h}: no value" for h, v in enumerate(values)]
-        note = f"mean {fmt_num(x.mean.get('entropy'), 3)}"
+        note = f"mean {show('entropy', x.mean.get('entropy'), 3)}"
         if x.mean.get("head_diversity") is not None:
-            note += f" · div {fmt_num(x.mean['head_diversity'], 3)}"
+            note += f" · div {show('head_diversity', x.mean['head_diversity'], 3)}"
         rows.append((x.layer, HeatRow(name, values, note, tips=tips)))
     for i, mixer, reason in d.missing:
         name = f"layer {i}" + (f" · {mixer}" if mixer else "")
@@ -124,8 +129,8 @@ def _entropy_heatmap(c: Configuration, lo: float, hi: float, high_end: str) -> s
 
 def _diagnostics_section(s: StudyReport) -> list[str]:
     out = ["<h3>Attention diagnostics</h3>"]
-    head, rows = diagnostic_table(s)
-    if rows:
+    diag = diagnostic_table(s)
+    if diag.rows:
         mapped = [c for c in s.configurations if c.diagnostics is not None and c.diagnostics.layers]
         values = [v for c in mapped for x in c.diagnostics.layers  # type: ignore[union-attr]
                   for v in x.per_head.get("entropy", []) if v is not None]
@@ -144,17 +149,14 @@ def _diagnostics_section(s: StudyReport) -> list[str]:
                                f"{c.label}: entropy per layer and head, mean over {n} seed{'s' if n != 1 else ''}; "
                                "hover a cell for its value."))
         out.append("</div>")
-        scale = (f"from 0 (each query attends to one key) to {fmt_num(hi, 3)} nats, the entropy of attention "
-                 f"spread evenly over the causal prefix at sequence length {max(lengths)}" if to_uniform
-                 else f"from {fmt_num(lo, 3)} to {fmt_num(hi, 3)} nats (the largest value)")
+        scale = (f"from 0 (each query attends to one key) to {show('entropy', hi, 3)} nats, the entropy of "
+                 f"attention spread evenly over the causal prefix at sequence length {max(lengths)}" if to_uniform
+                 else f"from {show('entropy', lo, 3)} to {show('entropy', hi, 3)} nats (the largest value)")
         out.append(f'<p class="note">Entropy per layer and head. The heatmaps share one colour scale, {escape(scale)}; '
                    "grey: a layer without an attention map. Right of each row: the layer's mean entropy and head "
                    "diversity.</p>")
-        out.append(_table(head, rows, numeric={1} | set(range(3, len(head)))))
-        out.append(f'<p class="note">{escape(DIAG_NOTE)}</p>')
-    for n in diagnostic_notes(s):
-        out.append(f'<p class="note">{escape(n)}</p>')
-    return out
+        out += [_table(diag), *_notes(diag.notes)]
+    return out + _notes(diagnostic_notes(s))
 
 
 def _study_section(s: StudyReport, index: int, several: bool) -> str:
@@ -166,15 +168,15 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     colors = {c.config_hash: color(i) for i, c in enumerate(s.configurations)}
 
     # configurations
-    head, rows = config_table(s)
+    configs = configuration_table(s)
     out.append("<h3>Configurations</h3>")
     best = 0 if s.configurations and s.configurations[0].rank == 1 else None
-    out.append(_table(head, rows, numeric={0, 2, 3} | set(range(4, len(head) - 1)), best=best))
-    out.append(f'<p class="note">{escape(s.objective)}: {escape(CI_NOTE)}</p>')
+    out += [_table(configs, best=best), *_notes(configs.notes)]
 
     # effects
     for ae in s.effects:
-        out.append(f"<h3>{escape(effect_title(s, ae))}</h3>")
+        table = effect_table(s, ae)
+        out.append(f"<h3>{escape(table.title)}</h3>")
         whiskers = [
             Whisker(fmt_value(e.value), e.interval.estimate, e.interval.low, e.interval.high, color(i + 1),
                     f"{e.method}, {e.verdict}")
@@ -186,7 +188,7 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
                                xlabel=f"Δ {s.objective} vs {fmt_value(ae.baseline)} ({better} is better)")
             out.append(_figure(svg, "effect", f"Mean difference and 95% bootstrap interval per value of {ae.axis}; "
                                               "the dashed line is the baseline."))
-        out.append(_table(*effect_table(s, ae), numeric={1, 2, 3}, verdict_col=6))
+        out.append(_table(table))
 
     # learning curves
     out.append(f"<h3>Learning curves ({escape(s.curve_metric)}, mean over seeds)</h3>")
@@ -213,17 +215,17 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
         out.append(_figure(svg, "pareto", "Each configuration at its mean over seeds; outlined points (★) are "
                                           "not dominated on " + " and ".join(
                                               f"{o} ({d})" for o, d in zip(s.objectives, s.directions, strict=True)) + "."))
-        out.append(_table(*pareto_table(s), numeric=set(range(1, len(s.objectives) + 1))))  # type: ignore[misc]
+        out.append(_table(pareto_table(s)))  # type: ignore[arg-type]
 
     # importances
     out.append("<h3>Parameter importances</h3>")
     imp = s.importances
-    table = importance_table(s)
-    if table and imp is not None and imp.values:
+    imp_table = importance_table(s)
+    if imp_table is not None and imp is not None and imp.values:
         items = [(short_axis(k, list(imp.values)), v) for k, v in imp.values.items()]
         out.append(_figure(bar_chart(items, title="parameter importances", xlabel="importance (normalised)"),
                            "importances", f"{imp.evaluator}; {imp.note}."))
-        out.append(_table(*table, numeric={1}))
+        out.append(_table(imp_table))
     elif imp is not None:
         out.append(f'<p class="note">{escape(imp.note)}.</p>')
 
@@ -235,7 +237,7 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     for c in s.configurations:
         out.append(f"<p><b>{escape(c.label)}</b> <code>{escape(c.config_hash)}</code> — seeds "
                    f"{escape(', '.join(str(x) for x in c.seeds) or 'none')}; values "
-                   f"{escape(', '.join(fmt_num(v) for v in c.values(s.objective)) or 'none')}</p>")
+                   f"{escape(', '.join(show(s.objective, v) for v in c.values(s.objective)) or 'none')}</p>")
         out.append(f"<pre>{escape(json.dumps(c.config, indent=1, sort_keys=True))}</pre>")
     out.append("</details>")
     return "\n".join(out)
@@ -251,10 +253,8 @@ def to_html(report: Report) -> str:
         body.append(f'<p class="meta">Studies recorded with {escape("; ".join(versions))}.</p>')
     if several:
         body.append("<h2>Side by side</h2>")
-        head, rows = comparison_table(report)
-        body.append(_table(head, rows, numeric=set(range(1, len(head)))))
-        body.append('<p class="note">Configurations matched by their searched values; — means the study has no '
-                    "such configuration.</p>")
+        side = comparison_table(report)
+        body += [_table(side), *_notes(side.notes)]
     for i, s in enumerate(report.studies):
         body.append(_study_section(s, i, several))
     return (

@@ -5,21 +5,16 @@ rows (``dc_run``), their curves (``dc_metric``), their attention indicators (``d
 trial rows (``dc_trial``: which searched values each trial had and which configuration they resolved to — a
 trial whose configuration was already trained has no runs of its own). Reading goes through
 :class:`deconstruct.store.Store`. Optuna's own tables are read only for what only Optuna computes (parameter
-importances, in ``_analysis``).
+importances, in :mod:`._importances`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from deconstruct import metrics
 from deconstruct._errors import DeconstructError
-
-DEFAULT_STORAGE = "sqlite:///deconstruct.db"
-
-class StudyNotFound(DeconstructError):
-    """An unknown study name (or a missing database): the message lists the studies the storage holds."""
 
 
 @dataclass
@@ -29,14 +24,14 @@ class StudyData:
     objectives: list[str]
     directions: list[str]
     runs: list[Any]  # deconstruct.store.RunInfo, by trial then seed
+    storage: str  # the URL it was read from
     trials: list[Any] = field(default_factory=list)  # deconstruct.store.TrialInfo, by number
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)  # run id -> [(step, value)]
     curve_metric: str = "val_loss"
-    #: ``--metric``: the per-run value every table reports (None: the first objective)
+    #: ``--metric``: the per-run value every table reports, by its canonical name (None: the first objective)
     metric: str | None = None
     #: run id -> [(layer, head, name, value)] from dc_diagnostic (head -1: a per-layer value)
     diagnostics: dict[int, list[tuple[int, int, str, float]]] = field(default_factory=dict)
-    storage: str = DEFAULT_STORAGE
     deconstruct_version: str = ""
     torch_version: str = ""
 
@@ -49,20 +44,27 @@ class StudyData:
     def metric_direction(self) -> str:
         return metric_direction(self.metric_name, self.objectives, self.directions)
 
+    @property
+    def display_storage(self) -> str:
+        """The storage URL without its password (safe to print in a report)."""
+        from deconstruct.store import display_url
+
+        return display_url(self.storage)
+
 
 def metric_direction(name: str, objectives: list[str], directions: list[str]) -> str:
-    """The study's direction when ``name`` is one of its objectives; else ``maximize`` for accuracies and
-    ``minimize`` otherwise (losses, bits per byte, parameters, FLOPs, seconds)."""
-    if name in objectives:
-        return directions[objectives.index(name)]
-    return "maximize" if "accuracy" in name else "minimize"
+    """The study's direction when ``name`` is one of its objectives (aliases resolved), else the metric's own
+    (:func:`deconstruct.metrics.direction`)."""
+    names = [metrics.canonical(o) for o in objectives]
+    if metrics.canonical(name) in names:
+        return directions[names.index(metrics.canonical(name))]
+    return metrics.direction(name)
 
 
 def available_metrics(runs: list[Any]) -> list[str]:
-    """Every per-run value at least one run has: dc_run columns, then keys of the runs' ``metrics``."""
-    from deconstruct.store._store import RUN_COLUMNS
-
-    cols = [c for c in RUN_COLUMNS if any(r.value(c) is not None for r in runs)]
+    """Every per-run value at least one run has: the metrics stored as dc_run columns, then the numeric keys
+    of the runs' ``metrics``."""
+    cols = [c for c in metrics.columns() if any(r.value(c) is not None for r in runs)]
     keys = sorted({k for r in runs for k, v in (r.metrics or {}).items() if isinstance(v, (int, float))})
     return cols + [k for k in keys if k not in cols]
 
@@ -91,21 +93,6 @@ def _data_line(data: dict[str, Any]) -> str:
     return f"{str(data.get('hash', '?'))[:12]} ({data.get('tokenizer', '?')}{extra})"
 
 
-def storage_url(storage: str | None) -> str:
-    """``--storage``, else ``$DECONSTRUCT_STORAGE``, else ``sqlite:///deconstruct.db``."""
-    return storage or os.environ.get("DECONSTRUCT_STORAGE") or DEFAULT_STORAGE
-
-
-def display_url(url: str) -> str:
-    """The URL without its password (safe to print in a report)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
 def _pick_curves(curves: dict[int, dict[str, list[tuple[int, float]]]], objective: str
                  ) -> tuple[str, dict[int, list[tuple[int, float]]]]:
     """The objective's curve when it was recorded per step, else ``val_loss``."""
@@ -116,16 +103,17 @@ def _pick_curves(curves: dict[int, dict[str, list[tuple[int, float]]]], objectiv
 
 def load_studies(names: list[str], url: str, metric: str | None = None) -> tuple[list[StudyData], Any]:
     """Studies ``names`` from the storage at ``url``, and an engine on it (for Optuna's tables). Unknown
-    names raise :class:`StudyNotFound` before anything else is read; a ``metric`` no run of a study has
-    raises :class:`DeconstructError` listing the metrics its runs have."""
+    names raise :class:`deconstruct.store.StudyNotFound` before anything else is read; a ``metric`` no run
+    of a study has raises :class:`DeconstructError` listing the metrics its runs have."""
     from deconstruct.store import Store
-    from deconstruct.store import StudyNotFound as StoreStudyNotFound
 
+    metric = metrics.canonical(metric) if metric is not None else None
+    store = Store(url, create=False)
     try:
-        store = Store(url, create=False)
         infos = [store.study(name) for name in names]
-    except StoreStudyNotFound as exc:
-        raise StudyNotFound(str(exc)) from None
+    except DeconstructError:
+        store.engine.dispose()
+        raise
     out = []
     for info in infos:
         objectives = list(info.objectives or ["val_loss"])

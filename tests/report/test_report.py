@@ -213,7 +213,7 @@ def test_attention_diagnostics_equal_a_recomputation_from_the_diagnostic_rows(ti
     assert "Attention diagnostics" in table and note in table
     for _, x in want:
         assert f"{x['mean']['sink']:.4f}" in table and f"{x['mean']['local_0']:.4f}" in table
-    # not in the CSV (one row per configuration; see deconstruct.report._render)
+    # not in the CSV (one row per configuration; see deconstruct.report._data)
     header = report(tiny_study, "tiny-ablation", "--format", "csv").stdout.splitlines()[0]
     assert "entropy" not in header and "diagnostic" not in header
 

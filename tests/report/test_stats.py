@@ -74,7 +74,7 @@ def test_unpaired_bootstrap_resamples_each_side():
 
 
 def test_effect_verdict_needs_enough_pairs():
-    from deconstruct.report._analysis import MIN_CONFIDENT_N, Effect
+    from deconstruct.report._model import MIN_CONFIDENT_N, Effect
     from deconstruct.report._stats import Interval
 
     def effect(low, high, n_pairs, direction="minimize"):
