@@ -16,14 +16,17 @@ from typing import Any
 
 
 def token_wise(mixer: str | None) -> bool:
-    """Whether the registered mixer ``mixer`` (a buildable base name) mixes nothing across positions.
-    A name the registry does not hold here (its plugin not installed) is not known to be token-wise."""
+    """Whether the registered mixer ``mixer`` mixes nothing across positions (:meth:`Registry.mixes_tokens`).
+    A name the registry cannot resolve here (its plugin not installed) is not known to be token-wise."""
     if mixer is None:
         return False
+    from deconstruct._errors import PluginError
     from deconstruct.plugins import get_registry
 
-    entry = get_registry().entries["mixer"].get(mixer)
-    return entry is not None and not entry.mixes_tokens
+    try:
+        return not get_registry().mixes_tokens(mixer)
+    except PluginError:
+        return False
 
 
 def _parse(axis: str) -> list[Any]:
