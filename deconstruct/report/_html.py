@@ -27,17 +27,7 @@ from deconstruct.report._svg import (
     line_chart,
     scatter_chart,
 )
-from deconstruct.report._tables import (
-    Table,
-    comparison_table,
-    configuration_table,
-    diagnostic_notes,
-    diagnostic_table,
-    effect_table,
-    importance_table,
-    pareto_table,
-    summary_line,
-)
+from deconstruct.report._tables import StudyTables, Table, comparison_table, study_tables
 
 CSS = """
 :root { color-scheme: light; }
@@ -127,9 +117,9 @@ def _entropy_heatmap(c: Configuration, lo: float, hi: float, high_end: str) -> s
                    value_label="entropy (nats)", lo=lo, hi=hi, ends=("focused", high_end))
 
 
-def _diagnostics_section(s: StudyReport) -> list[str]:
+def _diagnostics_section(s: StudyReport, t: StudyTables) -> list[str]:
     out = ["<h3>Attention diagnostics</h3>"]
-    diag = diagnostic_table(s)
+    diag = t.diagnostics
     if diag.rows:
         mapped = [c for c in s.configurations if c.diagnostics is not None and c.diagnostics.layers]
         values = [v for c in mapped for x in c.diagnostics.layers  # type: ignore[union-attr]
@@ -156,7 +146,7 @@ def _diagnostics_section(s: StudyReport) -> list[str]:
                    "grey: a layer without an attention map. Right of each row: the layer's mean entropy and head "
                    "diversity.</p>")
         out += [_table(diag), *_notes(diag.notes)]
-    return out + _notes(diagnostic_notes(s))
+    return out + _notes(t.diagnostic_notes)
 
 
 def _study_section(s: StudyReport, index: int, several: bool) -> str:
@@ -164,18 +154,17 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     sid = f"study-{index}"
     if several:
         out.append(f'<h2 id="{sid}">{escape(s.name)}</h2>')
-    out.append(f'<p class="meta">{escape(summary_line(s))}</p>')
+    t = study_tables(s)
+    out.append(f'<p class="meta">{escape(t.summary)}</p>')
     colors = {c.config_hash: color(i) for i, c in enumerate(s.configurations)}
 
     # configurations
-    configs = configuration_table(s)
     out.append("<h3>Configurations</h3>")
     best = 0 if s.configurations and s.configurations[0].rank == 1 else None
-    out += [_table(configs, best=best), *_notes(configs.notes)]
+    out += [_table(t.configurations, best=best), *_notes(t.configurations.notes)]
 
     # effects
-    for ae in s.effects:
-        table = effect_table(s, ae)
+    for ae, table in zip(s.effects, t.effects, strict=True):
         out.append(f"<h3>{escape(table.title)}</h3>")
         whiskers = [
             Whisker(fmt_value(e.value), e.interval.estimate, e.interval.low, e.interval.high, color(i + 1),
@@ -202,10 +191,10 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     else:
         out.append('<p class="note">No learning curves were recorded for this study.</p>')
 
-    out += _diagnostics_section(s)
+    out += _diagnostics_section(s, t)
 
     # Pareto front
-    if s.pareto is not None:
+    if s.pareto is not None and t.pareto is not None:
         out.append(f"<h3>Pareto front ({escape(' vs '.join(s.objectives[:2]))})</h3>")
         x_name, y_name = s.objectives[1], s.objectives[0]
         points = [Point(c.other[x_name], c.other[y_name], c.label, colors[c.config_hash], c.pareto)  # type: ignore[arg-type]
@@ -215,12 +204,11 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
         out.append(_figure(svg, "pareto", "Each configuration at its mean over seeds; outlined points (★) are "
                                           "not dominated on " + " and ".join(
                                               f"{o} ({d})" for o, d in zip(s.objectives, s.directions, strict=True)) + "."))
-        out.append(_table(pareto_table(s)))  # type: ignore[arg-type]
+        out.append(_table(t.pareto))
 
     # importances
     out.append("<h3>Parameter importances</h3>")
-    imp = s.importances
-    imp_table = importance_table(s)
+    imp, imp_table = s.importances, t.importances
     if imp_table is not None and imp is not None and imp.values:
         items = [(short_axis(k, list(imp.values)), v) for k, v in imp.values.items()]
         out.append(_figure(bar_chart(items, title="parameter importances", xlabel="importance (normalised)"),

@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 from deconstruct.report._model import Report
-from deconstruct.report._tables import (
-    Table,
-    comparison_table,
-    configuration_table,
-    diagnostic_notes,
-    diagnostic_table,
-    effect_table,
-    importance_table,
-    pareto_table,
-    summary_line,
-)
+from deconstruct.report._tables import Table, comparison_table, study_tables
 
 
 def _escape(text: str) -> str:
@@ -36,26 +26,23 @@ def to_markdown(report: Report) -> str:
         level = "###" if several else "##"
         if several:
             out.append(f"## {s.name}\n")
-        out.append(summary_line(s) + "\n")
-        configs = configuration_table(s)
-        out += [f"{level} Configurations\n", md_table(configs)] + [f"_{n}_\n" for n in configs.notes]
-        for ae in s.effects:
-            table = effect_table(s, ae)
+        t = study_tables(s)
+        out.append(t.summary + "\n")
+        out += [f"{level} Configurations\n", md_table(t.configurations)] + [f"_{n}_\n" for n in t.configurations.notes]
+        for table in t.effects:
             out += [f"{level} {table.title}\n", md_table(table)]
         out.append(f"{level} Attention diagnostics\n")
-        diag = diagnostic_table(s)
-        if diag.rows:
-            out += [md_table(diag)] + [f"_{n}_\n" for n in diag.notes]
-        out += [n + "\n" for n in diagnostic_notes(s)]
+        if t.diagnostics.rows:
+            out += [md_table(t.diagnostics)] + [f"_{n}_\n" for n in t.diagnostics.notes]
+        out += [n + "\n" for n in t.diagnostic_notes]
         out.append(f"{level} Parameter importances\n")
-        imp, table = s.importances, importance_table(s)  # type: ignore[assignment]
-        if table is not None and imp is not None:
-            out += [md_table(table), f"{imp.evaluator}: {imp.note}.\n"]
+        imp = s.importances
+        if t.importances is not None and imp is not None:
+            out += [md_table(t.importances), f"{imp.evaluator}: {imp.note}.\n"]
         elif imp is not None:
             out.append(f"{imp.note}.\n")
-        pareto = pareto_table(s)
-        if pareto is not None:
-            out += [f"{level} {pareto.title}\n", md_table(pareto)]
+        if t.pareto is not None:
+            out += [f"{level} {t.pareto.title}\n", md_table(t.pareto)]
         if s.notes:
             out += [f"{level} Notes\n", "\n".join(f"- {n}" for n in s.notes) + "\n"]
     return "\n".join(out)

@@ -7,7 +7,8 @@ columns are numeric: :meth:`Table.head`, :meth:`Table.cells`, :meth:`Table.numer
 say it. Numbers are shown through :func:`deconstruct.metrics.show` and :func:`deconstruct.metrics.human`.
 
 To add a column, add a :class:`Column` to the table's function below; to add a table, write one more function
-returning a :class:`Table` and hand it to the renderers (:mod:`._text`, :mod:`._html`).
+returning a :class:`Table`, add it to :class:`StudyTables` and lay it out in each renderer (:mod:`._terminal`,
+:mod:`._markdown`, :mod:`._html`; :mod:`._data` for CSV/JSON).
 """
 
 from __future__ import annotations
@@ -320,3 +321,29 @@ def summary_line(s: StudyReport) -> str:
         trials = f"{plural(sum(ts.values()), 'trial')} ({', '.join(tparts)}) · "
     return (f"objective: {objective} · {trials}{plural(runs, 'run')} ({', '.join(parts) or 'none'}) in "
             f"{plural(len(s.configurations), 'configuration')} · storage {s.storage}")
+
+
+@dataclass
+class StudyTables:
+    """Every table and line of text one study shows, in reading order: what each format lays out. A new
+    table (or note) goes here and into each renderer's layout."""
+
+    summary: str
+    configurations: Table
+    effects: list[Table]  # one per compared axis, in the order of ``StudyReport.effects``
+    diagnostics: Table  # no rows when the study recorded none; ``diagnostic_notes`` says why
+    diagnostic_notes: list[str]
+    importances: Table | None  # None: see ``StudyReport.importances.note``
+    pareto: Table | None  # multi-objective studies only
+
+
+def study_tables(s: StudyReport) -> StudyTables:
+    return StudyTables(
+        summary=summary_line(s),
+        configurations=configuration_table(s),
+        effects=[effect_table(s, ae) for ae in s.effects],
+        diagnostics=diagnostic_table(s),
+        diagnostic_notes=diagnostic_notes(s),
+        importances=importance_table(s),
+        pareto=pareto_table(s),
+    )

@@ -25,17 +25,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from deconstruct.report._model import Report
-from deconstruct.report._tables import (
-    Table,
-    comparison_table,
-    configuration_table,
-    diagnostic_notes,
-    diagnostic_table,
-    effect_table,
-    importance_table,
-    pareto_table,
-    summary_line,
-)
+from deconstruct.report._tables import Table, comparison_table, study_tables
 
 KEY_FLOOR = 16  #: narrowest width the row's name (the configuration) is wrapped to before ``records``
 TEXT_FLOOR = 8  #: narrowest width any other text column is wrapped to
@@ -131,22 +121,19 @@ def rich_renderables(report: Report) -> list[Any]:
     if len(report.studies) > 1:
         out.append(Fitted(comparison_table(report)))
     for s in report.studies:
+        t = study_tables(s)
         out.append(Text(f"\n{s.name}", style="bold underline"))
-        out.append(Text(summary_line(s), style="dim"))
-        configs = configuration_table(s)
-        out += [Fitted(configs), *_notes(configs.notes)]
-        out += [Fitted(effect_table(s, ae)) for ae in s.effects]
-        diag = diagnostic_table(s)
-        if diag.rows:
-            out += [Fitted(diag), *_notes(diag.notes)]
-        out += _notes(diagnostic_notes(s))
-        imp, table = s.importances, importance_table(s)
-        if table is not None:
-            out += [Fitted(table), *_notes(table.notes)]
-        elif imp is not None:
-            out.append(Text(f"Parameter importances: {imp.note}.", style="dim"))
-        pareto = pareto_table(s)
-        if pareto is not None:
-            out.append(Fitted(pareto))
+        out.append(Text(t.summary, style="dim"))
+        out += [Fitted(t.configurations), *_notes(t.configurations.notes)]
+        out += [Fitted(table) for table in t.effects]
+        if t.diagnostics.rows:
+            out += [Fitted(t.diagnostics), *_notes(t.diagnostics.notes)]
+        out += _notes(t.diagnostic_notes)
+        if t.importances is not None:
+            out += [Fitted(t.importances), *_notes(t.importances.notes)]
+        elif s.importances is not None:
+            out.append(Text(f"Parameter importances: {s.importances.note}.", style="dim"))
+        if t.pareto is not None:
+            out.append(Fitted(t.pareto))
         out += _notes([f"note: {n}" for n in s.notes], style="yellow")
     return out
