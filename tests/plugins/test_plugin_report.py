@@ -4,37 +4,21 @@ report, which names neither, explains their missing attention diagnostics from t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from typer.testing import CliRunner
+from _support import tiny_spec
 
-from deconstruct.cli import build_app
-
-SPEC = """\
-name: tokenwise
-task: {name: lm, corpus: stdlib, seq_len: 16, max_bytes: 200000}
-model: {d_model: 16, layers: 2, heads: 2, layout: hybrid}
-train: {steps: 2, batch_size: 4, eval_every: 2, eval_batches: 1, seeds: [0], device: cpu}
-study: {sampler: grid}
-search:
-  model.mixer.kind: [mlp, pointwise, ema, attention]
-"""
 NO_MAP = "no attention map (token-wise mixer)"
 
 
-def test_a_plugin_token_wise_mixer_is_reported_like_mlp(make_dist, on_path, tmp_path: Path) -> None:
+def test_a_plugin_token_wise_mixer_is_reported_like_mlp(make_dist, on_path, tiny_file, cli, tmp_path: Path) -> None:
     on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",)))
-    spec = tmp_path / "study.yaml"
-    spec.write_text(SPEC)
+    spec = tiny_file(tiny_spec(name="tokenwise", layers=2, layout="hybrid", study={"sampler": "grid"},
+                               search={"model.mixer.kind": ["mlp", "pointwise", "ema", "attention"]}))
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    app, runner = build_app(), CliRunner()
-    run = runner.invoke(app, ["study", "run", str(spec), "--storage", url])
-    assert run.exit_code == 0, run.stderr
-
-    report = runner.invoke(app, ["report", "tokenwise", "--storage", url, "--format", "json"])
-    assert report.exit_code == 0, report.stderr
-    (study,) = json.loads(report.stdout)["studies"]
+    run = cli("study", "run", spec, "--storage", url)
+    assert run.exit_code == 0, run.output
+    (study,) = cli.json("report", "tokenwise", "--storage", url)["studies"]
     diag = {c["model.mixer.kind"]: c["diagnostics"] for c in study["configurations"]}
     # hybrid at 2 layers: layer 1 takes the searched mixer, layer 2 keeps attention
     for name in ("mlp", "pointwise"):

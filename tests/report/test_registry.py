@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _support import tiny_spec
 
 from deconstruct.report._registry import standard_value, token_wise
 from deconstruct.spec import load_spec
 
-BASE = {"name": "x", "task": {"name": "lm", "corpus": "stdlib", "seq_len": 16},
-        "model": {"d_model": 16, "layers": 2, "heads": 2}}
+BASE = tiny_spec()  # 2 layers
 
 
 def points(axis: str, values: list, spec: dict = BASE) -> list[tuple[dict, dict]]:
@@ -38,7 +38,7 @@ def test_standard_value_of_a_mixer_axis_is_the_one_resolved_as_standard(axis, va
 
 
 def test_an_override_axis_looks_at_its_own_layer():
-    spec = {**BASE, "model": {**BASE["model"], "mixer": "mlp"}}  # every other layer is relaxed
+    spec = tiny_spec("mlp")  # every layer but the overridden one is relaxed
     values = ["window", "attention", "mlp"]
     assert standard_value("model.overrides.2.kind", values, points("model.overrides.2.kind", values, spec)) == "attention"
 

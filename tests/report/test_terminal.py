@@ -5,11 +5,9 @@ console. Checked on small hand-made tables and on the real report, piped, at 80 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 
 import pytest
+from _support import cli
 from rich.cells import cell_len
 from rich.console import Console
 
@@ -75,19 +73,12 @@ def test_rich_markup_in_a_stored_value_is_shown_as_text():
     assert any("mixer.kind=[/bold]x, [red]y[/red]" in line for line in lines)
 
 
-def report_piped(tiny_study, columns: str | None) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    if columns is not None:
-        env["COLUMNS"] = columns
-    proc = subprocess.run([sys.executable, "-m", "deconstruct", "report", "tiny-ablation", "--storage", tiny_study["url"]],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.splitlines()
-
-
-@pytest.mark.parametrize("columns", ["80", None])  # piped: rich then assumes 80 columns
+@pytest.mark.parametrize("columns", ["80", ""])  # no COLUMNS, piped: rich then assumes 80 columns
 def test_the_real_report_piped_at_80_columns_keeps_every_configuration(tiny_study, columns):
-    lines = report_piped(tiny_study, columns)
+    proc = cli.run("report", "tiny-ablation", "--storage", tiny_study["url"], env={"COLUMNS": columns, "LINES": ""},
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
     start = lines.index("Configurations")
     section = lines[start + 1:next(i for i, ln in enumerate(lines) if ln.startswith("val_loss: mean ±"))]
     assert all(cell_len(line) <= 80 for line in section), "\n".join(section)
