@@ -11,28 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from deconstruct._errors import DeconstructError
-from deconstruct.report._configs import axes_of, configurations, count_status, finite
+from deconstruct.report._configs import axes_of, configurations, count_status
 from deconstruct.report._effects import axis_effects, default_baseline, resolve_axis
 from deconstruct.report._importances import importances
 from deconstruct.report._load import StudyData, load_studies
 from deconstruct.report._model import Configuration, Report, StudyReport, fmt_params, fmt_value
 
 
-def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    sign = [1 if d == "minimize" else -1 for d in directions]
-    le = all(s * x <= s * y for s, x, y in zip(sign, a, b, strict=True))
-    lt = any(s * x < s * y for s, x, y in zip(sign, a, b, strict=True))
-    return le and lt
-
-
 def pareto_front(configs: list[Configuration], objectives: list[str], directions: list[str]) -> list[Configuration]:
-    """Non-dominated configurations on the mean of every objective (seeds averaged, as Optuna is told)."""
-    scored: list[tuple[Configuration, list[float]]] = []
-    for c in configs:
-        vals = [c.other.get(o) for o in objectives]
-        if all(finite(v) for v in vals):
-            scored.append((c, [float(v) for v in vals]))  # type: ignore[arg-type]
-    front = [c for c, v in scored if not any(_dominates(w, v, directions) for _, w in scored if w is not v)]
+    """Non-dominated configurations on the mean of every objective (seeds averaged, as Optuna is told), marked
+    ``pareto`` and sorted by the first objective (the study's one Pareto rule: :func:`deconstruct.study.pareto_front`)."""
+    from deconstruct.study import pareto_front as non_dominated
+
+    front = non_dominated(configs, directions, lambda c: [c.other.get(o) for o in objectives])
     for c in front:
         c.pareto = True
     return sorted(front, key=lambda c: (c.other.get(objectives[0]) or 0.0, c.label))
