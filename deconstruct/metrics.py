@@ -134,6 +134,18 @@ def declare_eval_set(set_name: str) -> dict[str, str]:
     return names
 
 
+#: training FLOPs = TRAIN_FLOPS_FACTOR × forward FLOPs/token × tokens (backward ≈ 2 × forward; Kaplan et al.
+#: 2020), the convention of ``train.flops`` and of the reports' compute matching
+TRAIN_FLOPS_FACTOR = 3
+
+
+def train_flops(flops_per_token: float | None, tokens: float | None) -> float | None:
+    """Training compute of a run: 3 × its analytic forward FLOPs/token × the tokens it trained on."""
+    if flops_per_token is None or tokens is None:
+        return None
+    return TRAIN_FLOPS_FACTOR * flops_per_token * tokens
+
+
 def canonical(name: str) -> str:
     """The metric's own name for ``name`` (an alias such as ``flops`` or ``seconds`` resolves)."""
     return _ALIASES.get(name, name)

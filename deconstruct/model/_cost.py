@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-#: training FLOPs per token = TRAIN_FLOPS_FACTOR × forward FLOPs per token (forward + backward)
-TRAIN_FLOPS_FACTOR = 3
+from deconstruct.metrics import TRAIN_FLOPS_FACTOR
 
 
 @dataclass(frozen=True)
