@@ -181,7 +181,7 @@ def section(study: Study, storage: str) -> str:
             continue
         v, why = verdict(claim, paired(a, b), b["mean"], data["direction"])
         lines.append(f"- **{v}** — {claim.text} {why}; rows #{a['rank']} (`{a['configuration']}`) vs "
-                     f"#{b['rank']} (`{b['configuration']}`).")
+                     f"#{b['rank']} (`{b['configuration']}`) of the configurations table below.")
     body = re.sub(r"^# .*\n", "", markdown, count=1).replace("\n## ", "\n### ")
     return "\n".join(lines) + "\n\n### The report\n" + body + "\n"
 
@@ -191,7 +191,8 @@ def quickstart_block(storage: str) -> str:
     rows = ["| configuration | val loss (nats/byte), mean ± 95 % CI | n | parameters |", "|---|---|---|---|"]
     for c in data["configurations"]:
         half = (c["ci_high"] - c["ci_low"]) / 2 if c.get("ci_high") is not None else None
-        rows.append(f"| {c['configuration']} | {c['mean']:.3f}" + (f" ± {half:.3f}" if half is not None else "")
+        label = c["configuration"].replace("|", "\\|")  # a markdown cell cannot hold a bare |
+        rows.append(f"| {label} | {c['mean']:.3f}" + (f" ± {half:.3f}" if half is not None else "")
                     + f" | {c['n']} | {c['params']:,} |")
     return "\n".join(rows)
 
