@@ -15,7 +15,15 @@ from deconstruct.report._configs import axes_of, configurations, count_status
 from deconstruct.report._effects import axis_effects, default_baseline, resolve_axis
 from deconstruct.report._importances import importances
 from deconstruct.report._load import StudyData, load_studies
-from deconstruct.report._model import Configuration, Report, StudyReport, fmt_params, fmt_value
+from deconstruct.report._model import (
+    AxisEffects,
+    Configuration,
+    Interaction,
+    Report,
+    StudyReport,
+    fmt_params,
+    fmt_value,
+)
 
 
 def pareto_front(configs: list[Configuration], objectives: list[str], directions: list[str]) -> list[Configuration]:
@@ -27,6 +35,34 @@ def pareto_front(configs: list[Configuration], objectives: list[str], directions
     for c in front:
         c.pareto = True
     return sorted(front, key=lambda c: (c.other.get(objectives[0]) or 0.0, c.label))
+
+
+def interaction_effects(study: StudyData, axes: dict[str, list[Any]], categorical: list[str],
+                        effects: list[AxisEffects]) -> list[Interaction]:
+    """With two or more searched axes: each compared axis's effect at each value of every other categorical
+    axis (same baseline, pairs restricted to that value), so an interaction is not averaged away."""
+    out = []
+    for ae in effects:
+        for other in categorical:
+            if other == ae.axis or len(axes[other]) < 2:
+                continue
+            rows = [(w, axis_effects(study, ae.axis, ae.values, ae.baseline, ae.baseline_reason, where={other: w}))
+                    for w in axes[other]]
+            out.append(Interaction(ae.axis, other, rows))
+    return out
+
+
+def matched_statement(study: StudyData) -> str:
+    """What the study held equal across configurations (its ``study.match`` and training budget), in words."""
+    spec = study.spec or {}
+    match = (spec.get("study") or {}).get("match") or {}
+    how = match.get("params", "none")
+    train = spec.get("train") or {}
+    budget = ("training FLOPs" if train.get("flops") is not None else "tokens" if train.get("tokens") is not None
+              else "steps")
+    params = (f"parameters matched through model.{how} (±{float(match.get('tolerance', 0.02)):.0%})"
+              if how != "none" else "parameters not matched (study.match)")
+    return f"{params}; training budget: equal {budget}"
 
 
 def analyse(study: StudyData, engine: Any = None, by: str | None = None, baseline: str | None = None,
@@ -61,6 +97,12 @@ def analyse(study: StudyData, engine: Any = None, by: str | None = None, baselin
                 notes.append(f"{axis}={fmt_value(e.value)} vs {fmt_value(base)}: no two runs differ in {axis} alone "
                              "(same other searched values and seed), so this unpaired difference also carries "
                              "the effects of the other axes")
+    interactions = interaction_effects(study, axes, categorical, effects)
+    for ae in effects:
+        for e in ae.effects:
+            if e.n_identical:
+                notes.append(f"{ae.axis}={fmt_value(e.value)} vs {fmt_value(ae.baseline)}: {e.n_identical} seed "
+                             f"pair(s) left out, both sides being the same model (not evidence)")
     for c in configs:
         if len(c.points) > 1:
             notes.append(f"{c.label}: these search points resolve to one identical configuration ({c.config_hash[:8]}); "
@@ -93,6 +135,8 @@ def analyse(study: StudyData, engine: Any = None, by: str | None = None, baselin
         trial_status=count_status([t.state for t in study.trials]) if study.trials else {},
         curve_metric=study.curve_metric,
         notes=notes,
+        interactions=interactions,
+        matched=matched_statement(study),
         deconstruct_version=study.deconstruct_version,
         torch_version=study.torch_version,
         metric=metric,

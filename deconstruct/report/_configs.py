@@ -233,6 +233,7 @@ def configurations(study: StudyData, axes: dict[str, list[Any]]) -> list[Configu
             other={name: mean([r.value(name) for r in used]) for name in study.objectives},
             params=_first([r.params for r in used] + [r.params for r in runs]),
             flops_per_token=_first([r.flops_per_token for r in used] + [r.flops_per_token for r in runs]),
+            tokens=mean([r.tokens for r in used]),
             tokens_per_second=mean([r.tokens_per_second for r in used]),
             wall_seconds=mean([r.wall_seconds for r in used]),
             wall_seconds_total=math.fsum(r.wall_seconds or 0.0 for r in runs),

@@ -21,6 +21,7 @@ from deconstruct.report._tables import (
     configuration_table,
     diagnostic_notes,
     effect_records,
+    interaction_table,
 )
 
 
@@ -78,9 +79,13 @@ def to_data(report: Report) -> dict[str, Any]:
             "trials": {"total": sum(s.trial_status.values()), **s.trial_status} if s.trial_status else None,
             "configurations": configs,
             "effects": effects,
+            "interactions": [{k: v for k, v in r.items() if k != "study"}
+                             for i in s.interactions for r in interaction_table(s, i).records()],
+            "matched": s.matched,
             "baselines": {ae.axis: {"value": ae.baseline, "reason": ae.baseline_reason} for ae in s.effects},
             "importances": None if imp is None else {
-                "evaluator": imp.evaluator, "n_trials": imp.n_trials, "values": imp.values, "note": imp.note},
+                "evaluator": imp.evaluator, "n_trials": imp.n_trials, "values": imp.values, "note": imp.note,
+                "shown": imp.shown},
             "pareto": None if s.pareto is None else {
                 "objectives": s.objectives, "front": [c.config_hash for c in s.pareto]},
             "diagnostics": {"recorded": s.has_diagnostics, "aggregation": DIAG_NOTE, "notes": diagnostic_notes(s)},

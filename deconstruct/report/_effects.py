@@ -14,10 +14,11 @@ from typing import Any
 
 from deconstruct._errors import DeconstructError
 from deconstruct.report._configs import mean, one_per_seed, point_key, search_points
+from deconstruct.report._fairness import DEFAULT_TOLERANCE, Cost, cost_of, holm, mismatch, paired_p_value
 from deconstruct.report._load import StudyData
 from deconstruct.report._model import AxisEffects, Effect, fmt_value
 from deconstruct.report._registry import standard_value
-from deconstruct.report._stats import paired_bootstrap_ci, unpaired_bootstrap_ci
+from deconstruct.report._stats import Interval, paired_bootstrap_ci, unpaired_bootstrap_ci
 
 
 def resolve_axis(axis: str, axes: list[str], study: str) -> str:
@@ -60,18 +61,27 @@ def default_baseline(study: StudyData, axis: str, values: list[Any], requested: 
     return values[0], "the first value"
 
 
-def axis_effects(study: StudyData, axis: str, values: list[Any], baseline: Any, reason: str) -> AxisEffects:
+def axis_effects(study: StudyData, axis: str, values: list[Any], baseline: Any, reason: str,
+                 where: dict[str, Any] | None = None) -> AxisEffects:
     """For each value ≠ baseline: the mean of the paired differences over (other searched values, seed) —
     in the order of the search points, then of the seeds — and their bootstrap interval; an unpaired
-    comparison of every run of the two values when no pair exists."""
+    comparison of every run of the two values when no pair exists.
+
+    Pairs whose two sides are one and the same model (same configuration hash: e.g. standard attention in a
+    "hybrid" layout) are left out and counted (``n_identical``): they are not evidence. Each paired effect
+    gets its t-test p-value and the Holm adjustment over the axis's comparisons, and a note when its two
+    sides differ in parameters or training FLOPs beyond the study's tolerance. ``where``: only the search
+    points with these values of other axes (the conditional effect, for interaction tables)."""
     objective, direction = study.metric_name, study.metric_direction  # --metric, else the first objective
+    tolerance = match_tolerance(study)
     by_config: dict[str, list[Any]] = {}
     for r in study.runs:
         by_config.setdefault(r.config_hash, []).append(r)
     used = {h: {r.seed: r for r in one_per_seed(runs, objective)} for h, runs in by_config.items()}
     points: dict[tuple, str] = {}  # search point -> its configuration (the first one seen)
     for point, config_hash in search_points(study):
-        if axis in point:
+        if axis in point and all(json.dumps(point.get(k), sort_keys=True) == json.dumps(v, sort_keys=True)
+                                 for k, v in (where or {}).items()):
             points.setdefault(point_key(point), config_hash)
 
     def rest(k: tuple) -> tuple:
@@ -88,21 +98,33 @@ def axis_effects(study: StudyData, axis: str, values: list[Any], baseline: Any, 
             continue
         vkey = json.dumps(value, sort_keys=True)
         value_points = [k for k in points if dict(k)[axis] == vkey]
-        diffs, base_vals, n_configs = [], [], 0
+        diffs, base_vals, n_configs, identical = [], [], 0, 0
+        sides: tuple[list[Any], list[Any]] = ([], [])  # the runs on each side, for their costs
         for k in value_points:
             b = base_points.get(rest(k))
             if b is None:
                 continue
             seeds = sorted(set(runs_of(k)) & set(runs_of(b)))
+            if points[k] == points[b]:  # the same model under two names: no evidence either way
+                identical += len(seeds)
+                continue
             n_configs += bool(seeds)
             for s in seeds:
                 v, w = runs_of(k)[s].value(objective), runs_of(b)[s].value(objective)
                 diffs.append(v - w)
                 base_vals.append(w)
+                sides[0].append(runs_of(k)[s])
+                sides[1].append(runs_of(b)[s])
         if diffs:
             iv = paired_bootstrap_ci(diffs)
             effects.append(Effect(axis, value, baseline, iv, True, len(diffs), n_configs, n_configs,
-                                  len(diffs), len(diffs), mean(base_vals), direction))
+                                  len(diffs), len(diffs), mean(base_vals), direction, n_identical=identical,
+                                  p_value=paired_p_value(diffs),
+                                  mismatch=mismatch(_cost(sides[0]), _cost(sides[1]), tolerance)))
+            continue
+        if identical:  # every pair was the same model: nothing to estimate
+            effects.append(Effect(axis, value, baseline, Interval(None, None, None, 0, "every pair is one identical model"),
+                                  True, 0, 0, 0, 0, 0, None, direction, n_identical=identical))
             continue
         # no pair: every run of the value against every run of the baseline (configurations counted once)
         v_configs = list(dict.fromkeys(points[k] for k in value_points if used.get(points[k])))
@@ -111,5 +133,20 @@ def axis_effects(study: StudyData, axis: str, values: list[Any], baseline: Any, 
         b_ = [r.value(objective) for h in b_configs for r in used[h].values()]
         iv = unpaired_bootstrap_ci(a, b_)
         effects.append(Effect(axis, value, baseline, iv, False, 0, len(v_configs), len(b_configs),
-                              len(a), len(b_), mean(b_), direction))
+                              len(a), len(b_), mean(b_), direction,
+                              mismatch=mismatch(_cost([r for h in v_configs for r in used[h].values()]),
+                                                _cost([r for h in b_configs for r in used[h].values()]), tolerance)))
+    for e, p in zip(effects, holm([e.p_value for e in effects]), strict=True):
+        e.p_holm = p
     return AxisEffects(axis, values, baseline, reason, effects)
+
+
+def match_tolerance(study: StudyData) -> float:
+    """The study's ``study.match.tolerance`` (the default when it did not match)."""
+    match = (study.spec.get("study") or {}).get("match") or {}
+    return float(match.get("tolerance", DEFAULT_TOLERANCE))
+
+
+def _cost(runs: list[Any]) -> Cost:
+    """Mean parameters and training FLOPs of ``runs``."""
+    return cost_of(mean([r.params for r in runs]), mean([r.flops_per_token for r in runs]), mean([r.tokens for r in runs]))

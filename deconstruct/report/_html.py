@@ -177,7 +177,9 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
                                xlabel=f"Δ {s.objective} vs {fmt_value(ae.baseline)} ({better} is better)")
             out.append(_figure(svg, "effect", f"Mean difference and 95% bootstrap interval per value of {ae.axis}; "
                                               "the dashed line is the baseline."))
-        out.append(_table(table))
+        out += [_table(table), *_notes(table.notes)]
+    for table in t.interactions:
+        out += [f"<h3>{escape(table.title)}</h3>", _table(table), *_notes(table.notes)]
 
     # learning curves
     out.append(f"<h3>Learning curves ({escape(s.curve_metric)}, mean over seeds)</h3>")

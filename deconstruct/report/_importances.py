@@ -16,6 +16,9 @@ from deconstruct.report._model import Importances
 
 #: fewest completed trials for which parameter importances are computed
 MIN_IMPORTANCE_TRIALS = 4
+#: fewest completed trials for which they are shown as numbers: from a handful of trials an evaluator ranks
+#: noise (4 trials gave 1.000 / 0.000 against a clear effect table); below it the report says so instead
+MIN_SHOWN_IMPORTANCE_TRIALS = 10
 
 def importances(study: StudyData, engine: Any) -> Importances:
     """Optuna's parameter importances (its default evaluator) over the study's completed trials."""
@@ -63,4 +66,8 @@ def importances(study: StudyData, engine: Any) -> Importances:
         top = max(1, math.ceil(0.1 * n))
         notes.append(f"PED-ANOVA compares the top 10% of trials ({top} here) with all of them: "
                      "indicative only below ~50 trials")
+    if n < MIN_SHOWN_IMPORTANCE_TRIALS:
+        return Importances(dict(values), evaluator, n, f"parameter importances are not shown from {n} completed "
+                           f"trials (at least {MIN_SHOWN_IMPORTANCE_TRIALS}): read the effect tables instead",
+                           shown=False)
     return Importances(dict(values), evaluator, n, "; ".join(notes))

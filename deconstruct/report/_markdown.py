@@ -29,8 +29,8 @@ def to_markdown(report: Report) -> str:
         t = study_tables(s)
         out.append(t.summary + "\n")
         out += [f"{level} Configurations\n", md_table(t.configurations)] + [f"_{n}_\n" for n in t.configurations.notes]
-        for table in t.effects:
-            out += [f"{level} {table.title}\n", md_table(table)]
+        for table in [*t.effects, *t.interactions]:
+            out += [f"{level} {table.title}\n", md_table(table)] + [f"_{n}_\n" for n in table.notes]
         out.append(f"{level} Attention diagnostics\n")
         if t.diagnostics.rows:
             out += [md_table(t.diagnostics)] + [f"_{n}_\n" for n in t.diagnostics.notes]

@@ -93,6 +93,7 @@ class Configuration:
     other: dict[str, float | None]  # mean of each of the study's objectives
     params: int | None
     flops_per_token: int | None
+    tokens: float | None  # training tokens per run, mean over ``used``
     tokens_per_second: float | None  # mean over ``used``
     wall_seconds: float | None  # mean per run over ``used``
     wall_seconds_total: float  # all runs
@@ -135,6 +136,10 @@ class Effect:
     n_baseline_runs: int
     baseline_mean: float | None
     direction: str
+    n_identical: int = 0  # pairs left out because both sides resolve to the same model (not evidence)
+    p_value: float | None = None  # two-sided paired t-test of the mean difference (paired effects only)
+    p_holm: float | None = None  # Holm-adjusted over the comparisons of this axis
+    mismatch: str | None = None  # "not matched: +15 % parameters" when the two sides' costs differ
 
     @property
     def relative(self) -> float | None:
@@ -159,6 +164,8 @@ class Effect:
         n = self.n_pairs if self.paired else min(self.n_runs, self.n_baseline_runs)
         if n < MIN_CONFIDENT_N:  # a bootstrap over 2–4 differences is only their spread, not a 95% interval
             return f"{word}? (only {n} {'pairs' if self.paired else 'runs'}; bootstrap CI unreliable below {MIN_CONFIDENT_N})"
+        if self.p_holm is not None and self.p_holm >= 0.05:  # many comparisons: the family-wise error rules
+            return f"{word}? (not after Holm's adjustment, p = {self.p_holm:.3g})"
         return word
 
 
@@ -172,11 +179,21 @@ class AxisEffects:
 
 
 @dataclass
+class Interaction:
+    """The effect of ``axis`` at each value of ``other`` (the conditional effects beside the marginal one)."""
+
+    axis: str
+    other: str
+    by_value: list[tuple[Any, AxisEffects]]  # (value of ``other``, the effects of ``axis`` among its points)
+
+
+@dataclass
 class Importances:
     values: dict[str, float] | None  # parameter -> normalised importance, largest first
     evaluator: str
     n_trials: int
     note: str  # why there are none, or how to read them
+    shown: bool = True  # False: too few trials to show the numbers (they stay in the JSON, marked so)
 
 
 @dataclass
@@ -195,6 +212,8 @@ class StudyReport:
     trial_status: dict[str, int]  # trials per state (empty when the store has no trial rows)
     curve_metric: str
     notes: list[str] = field(default_factory=list)
+    interactions: list[Interaction] = field(default_factory=list)
+    matched: str = ""  # what the study matched (study.match), in words
     deconstruct_version: str = ""
     torch_version: str = ""
     metric: str | None = None  # --metric: what the tables report instead of the first objective

@@ -17,11 +17,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deconstruct.metrics import human, show
+from deconstruct.metrics import human, show, train_flops
 from deconstruct.report._configs import point_key
-from deconstruct.report._model import AxisEffects, Configuration, Effect, Report, StudyReport, fmt_value
+from deconstruct.report._model import (
+    AxisEffects,
+    Configuration,
+    Effect,
+    Interaction,
+    Report,
+    StudyReport,
+    fmt_value,
+    short_axis,
+)
 
 CI_LABEL = "95% CI"
+HOLM_NOTE = ("p (Holm): two-sided paired t-test of the mean difference, Holm-adjusted over this axis's "
+             "comparisons (family-wise 5 %); a verdict whose interval excludes 0 but whose adjusted p does not "
+             "pass says so. matched: whether the two sides have the same parameters and training FLOPs within "
+             "the study's tolerance (2 % unless study.match says otherwise); pairs of one identical model are "
+             "left out.")
 CI_NOTE = ("mean ± half-width of the two-sided 95% Student-t interval over seeds (n = seeds with a completed "
            "run; n=1 has no interval). Effects: mean difference with a 95% percentile bootstrap interval "
            "(paired over runs that share every other searched value and the seed when such pairs exist, "
@@ -150,6 +164,9 @@ def configuration_table(s: StudyReport) -> Table:
         Column("params", "params", lambda c: c.params, lambda c: human(c.params), numeric=True),
         Column("FLOPs/token", "flops_per_token", lambda c: c.flops_per_token, lambda c: human(c.flops_per_token),
                numeric=True),
+        Column("tokens", "tokens", lambda c: c.tokens, lambda c: human(c.tokens), numeric=True),
+        Column("train FLOPs", "train_flops", lambda c: train_flops(c.flops_per_token, c.tokens),
+               lambda c: human(train_flops(c.flops_per_token, c.tokens)), numeric=True),
         Column("tokens/s", "tokens_per_second", lambda c: c.tokens_per_second, lambda c: human(c.tokens_per_second),
                numeric=True),
         Column("wall s/run", "wall_seconds", lambda c: c.wall_seconds, lambda c: show("wall_seconds", c.wall_seconds),
@@ -201,9 +218,43 @@ def effect_table(s: StudyReport, ae: AxisEffects) -> Table:
         Column(None, "paired", lambda e: e.paired),
         *(Column(None, k, lambda e, k=k: getattr(e, k))
           for k in ("n_pairs", "n_configs", "n_baseline_configs", "n_runs", "n_baseline_runs", "baseline_mean")),
+        Column("p (Holm)", "p_holm", lambda e: e.p_holm, lambda e: _p(e.p_holm), numeric=True),
+        Column(None, "p", lambda e: e.p_value),
+        Column(None, "n_identical", lambda e: e.n_identical),
+        Column("matched", "mismatch", lambda e: e.mismatch, lambda e: e.mismatch or "yes"),
         Column("verdict", "verdict", lambda e: e.verdict),
     ]
-    return Table(effect_title(s, ae), cols, ae.effects)
+    return Table(effect_title(s, ae), cols, ae.effects, notes=[HOLM_NOTE])
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.3g}"
+
+
+def interaction_table(s: StudyReport, inter: Interaction) -> Table:
+    """The effect of one axis at each value of another: one row per (other value, value)."""
+    obj = s.objective
+    rows = [(w, e) for w, ae in inter.by_value for e in ae.effects]
+    cols = [
+        Column(None, "study", lambda r: s.name),
+        Column(None, "axis", lambda r: inter.axis),
+        Column(None, "other_axis", lambda r: inter.other),
+        Column(f"at {short_axis(inter.other)}", "other_value", lambda r: fmt_value(r[0])),
+        Column("value", "value", lambda r: fmt_value(r[1].value)),
+        Column(None, "baseline", lambda r: fmt_value(r[1].baseline)),
+        Column(f"Δ {obj}", "diff", lambda r: r[1].interval.estimate, lambda r: signed(obj, r[1].interval.estimate),
+               numeric=True),
+        Column(CI_LABEL, None, text=lambda r: _interval_of(obj, r[1]), numeric=True),
+        Column(None, "ci_low", lambda r: r[1].interval.low),
+        Column(None, "ci_high", lambda r: r[1].interval.high),
+        Column("backed by", None, text=lambda r: _backing(r[1]) if r[1].n_pairs or not r[1].paired
+               else f"{r[1].n_identical} identical-model pairs only"),
+        Column("verdict", "verdict", lambda r: r[1].verdict),
+    ]
+    base = fmt_value(inter.by_value[0][1].baseline) if inter.by_value else "—"
+    title = f"Effect of {inter.axis} vs {base} at each value of {inter.other} (interaction)"
+    return Table(title, cols, rows, notes=["The marginal effect above averages these rows; when they differ, "
+                                           "the axes interact and the conditional rows are the ones to read."])
 
 
 def _interval_of(name: str, e: Effect) -> str:
@@ -221,7 +272,7 @@ def effect_records(s: StudyReport) -> list[dict[str, Any]]:
 
 def importance_table(s: StudyReport) -> Table | None:
     imp = s.importances
-    if imp is None or not imp.values:
+    if imp is None or not imp.values or not imp.shown:
         return None
     cols = [Column("parameter", "parameter", lambda kv: kv[0]),
             Column("importance", "importance", lambda kv: kv[1], lambda kv: f"{kv[1]:.3f}", numeric=True)]
@@ -319,8 +370,9 @@ def summary_line(s: StudyReport) -> str:
         ts = s.trial_status
         tparts = [f"{ts[k]} {k}" for k in ("completed", "pruned", "failed", "running") if ts.get(k)]
         trials = f"{plural(sum(ts.values()), 'trial')} ({', '.join(tparts)}) · "
+    matched = f" · {s.matched}" if s.matched else ""
     return (f"objective: {objective} · {trials}{plural(runs, 'run')} ({', '.join(parts) or 'none'}) in "
-            f"{plural(len(s.configurations), 'configuration')} · storage {s.storage}")
+            f"{plural(len(s.configurations), 'configuration')}{matched} · storage {s.storage}")
 
 
 @dataclass
@@ -331,6 +383,7 @@ class StudyTables:
     summary: str
     configurations: Table
     effects: list[Table]  # one per compared axis, in the order of ``StudyReport.effects``
+    interactions: list[Table]  # one per (compared axis, other axis), in the order of ``StudyReport.interactions``
     diagnostics: Table  # no rows when the study recorded none; ``diagnostic_notes`` says why
     diagnostic_notes: list[str]
     importances: Table | None  # None: see ``StudyReport.importances.note``
@@ -342,6 +395,7 @@ def study_tables(s: StudyReport) -> StudyTables:
         summary=summary_line(s),
         configurations=configuration_table(s),
         effects=[effect_table(s, ae) for ae in s.effects],
+        interactions=[interaction_table(s, i) for i in s.interactions],
         diagnostics=diagnostic_table(s),
         diagnostic_notes=diagnostic_notes(s),
         importances=importance_table(s),

@@ -125,7 +125,8 @@ def rich_renderables(report: Report) -> list[Any]:
         out.append(Text(f"\n{s.name}", style="bold underline"))
         out.append(Text(t.summary, style="dim"))
         out += [Fitted(t.configurations), *_notes(t.configurations.notes)]
-        out += [Fitted(table) for table in t.effects]
+        out += [x for table in t.effects for x in (Fitted(table), *_notes(table.notes))]
+        out += [x for table in t.interactions for x in (Fitted(table), *_notes(table.notes))]
         if t.diagnostics.rows:
             out += [Fitted(t.diagnostics), *_notes(t.diagnostics.notes)]
         out += _notes(t.diagnostic_notes)

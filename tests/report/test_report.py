@@ -254,14 +254,13 @@ def test_by_axis_paired_differences_equal_a_hand_recomputation(tiny_study):
     assert effect["relative"] == pytest.approx(mean / base)
 
     # the other axis, against a chosen baseline (the suffix form of the axis works too); attention×uniform
-    # and attention×hybrid are one configuration, so their pairs differ by exactly 0
+    # and attention×hybrid are one configuration: those pairs are not evidence and are left out (counted)
     data = report_json(tiny_study, "tiny-ablation", "--by", "layout", "--baseline", "hybrid")
     (effect,) = data["studies"][0]["effects"]
-    diffs = [r["attention", "uniform", s] - r["attention", "hybrid", s] for s in (0, 1)]
-    diffs += [r["mlp", "uniform", s] - r["mlp", "hybrid", s] for s in (0, 1)]
-    assert diffs[:2] == [0.0, 0.0]
+    diffs = [r["mlp", "uniform", s] - r["mlp", "hybrid", s] for s in (0, 1)]
     mean, lo, hi = _paired(diffs)
-    assert (effect["value"], effect["baseline"], effect["n_pairs"]) == ("uniform", "hybrid", 4)
+    assert (effect["value"], effect["baseline"], effect["n_pairs"], effect["n_identical"]) == ("uniform", "hybrid", 2, 2)
+    assert any("2 seed pair(s) left out, both sides being the same model" in n for n in data["studies"][0]["notes"])
     assert (effect["diff"], effect["ci_low"], effect["ci_high"]) == pytest.approx((mean, lo, hi), rel=1e-12)
 
     csv_rows = list(csv.DictReader(io.StringIO(
@@ -379,3 +378,46 @@ def test_storage_from_the_environment_and_out_file(tiny_study, tmp_path):
     assert res.exit_code == 0, res.stderr
     assert out.read_text().startswith("# deconstruct report: tiny-one") and res.stdout == ""
 
+
+
+def test_interaction_table_equals_a_hand_computation_from_the_runs(tiny_study):
+    """The quickstart design: the mixer's effect at each layout, and the layout's effect at each mixer (where
+    attention's two layouts are one model: no pairs, said so), from the run rows by hand."""
+    r = {k: v.val_loss for k, v in tiny_study["results"].items()}
+    study = report_json(tiny_study, "tiny-ablation")["studies"][0]
+    rows = {(x["axis"], x["other_value"], x["value"]): x for x in study["interactions"]}
+    for layout in ("uniform", "hybrid"):
+        want = statistics.fmean(r["mlp", layout, s] - r["attention", layout, s] for s in (0, 1))
+        assert rows[KIND, layout, "mlp"]["diff"] == pytest.approx(want, rel=1e-12)
+    want = statistics.fmean(r["mlp", "hybrid", s] - r["mlp", "uniform", s] for s in (0, 1))
+    assert rows[LAYOUT, "mlp", "hybrid"]["diff"] == pytest.approx(want, rel=1e-12)
+    assert rows[LAYOUT, "attention", "hybrid"]["diff"] is None
+    assert rows[LAYOUT, "attention", "hybrid"]["verdict"] == "no data"
+
+
+def test_an_unmatched_comparison_is_flagged_with_its_cost_difference(tiny_study):
+    """mlp and attention at equal steps: the same parameters (the mlp is matched by construction) but fewer
+    FLOPs per token, so fewer training FLOPs — flagged with the percentage the runs give."""
+    res = tiny_study["results"]
+    study = report_json(tiny_study, "tiny-ablation", "--by", KIND)["studies"][0]
+    (effect,) = study["effects"]
+
+    def flops(kind):
+        runs = [res[kind, la, s] for la in ("uniform", "hybrid") for s in (0, 1)]
+        return statistics.fmean(x.flops_per_token for x in runs) * statistics.fmean(x.tokens for x in runs)
+
+    rel = flops("mlp") / flops("attention") - 1
+    assert abs(rel) > 0.02
+    assert effect["mismatch"] == f"not matched: {rel * 100:+.0f} % training FLOPs"
+    assert "parameters not matched (study.match); training budget: equal steps" in study["matched"]
+
+
+def test_holm_adjusted_p_values_in_the_effect_rows(tiny_study):
+    """One comparison per axis here: Holm leaves a single p-value as it is; the p-value is the paired t-test's."""
+    from scipy import stats
+
+    r = {k: v.val_loss for k, v in tiny_study["results"].items()}
+    (effect,) = report_json(tiny_study, "tiny-ablation", "--by", KIND)["studies"][0]["effects"]
+    diffs = [r["mlp", la, s] - r["attention", la, s] for la in ("uniform", "hybrid") for s in (0, 1)]
+    assert effect["p"] == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue, rel=1e-9)
+    assert effect["p_holm"] == pytest.approx(effect["p"], rel=1e-12)
