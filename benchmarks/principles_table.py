@@ -2,6 +2,7 @@
 
     python benchmarks/principles_table.py                      # the budget in studies/principles.yaml
     python benchmarks/principles_table.py --set train.steps=50 --kinds attention mlp approximate
+    python benchmarks/principles_table.py --match               # every row parameter-matched (study.match)
 
 Runs, once per configuration and with one seed (OMP_NUM_THREADS=1 by default),
 
@@ -47,6 +48,17 @@ def run(kind: str, layout: str, sets: list[str], threads: int) -> dict:
     return data
 
 
+def matched_ratios(sets: list[str]) -> dict[tuple[str, str], float]:
+    """(kind, layout) → the MLP ratio study.match {params: mlp_ratio} gives that configuration."""
+    exe = shutil.which("deconstruct")
+    cmd = [exe] if exe else [sys.executable, "-m", "deconstruct"]
+    cmd += ["spec", "check", str(SPEC), "--format", "json", "--set", "study.match.params=mlp_ratio"]
+    for s in sets:
+        cmd += ["--set", s]
+    configs = json.loads(subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout)["configurations"]
+    return {(c["params"]["model.mixer.kind"], c["params"]["model.layout"]): c["matched"] for c in configs}
+
+
 def fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
@@ -55,10 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", nargs="*", default=KINDS, help="mixer kinds (default: every named variant)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra --set PATH=VALUE for every run")
+    parser.add_argument("--match", action="store_true",
+                        help="parameter-match every row as study.match {params: mlp_ratio} would (the ratio per row "
+                             "comes from `deconstruct spec check` of the spec with matching on)")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP_NUM_THREADS of each run (default 1: steadier timings on a shared machine; 0 = torch's default)")
     args = parser.parse_args()
 
+    ratios = matched_ratios(args.sets) if args.match else {}
     rows = []
     for kind in args.kinds:
         row = {"kind": kind}
@@ -67,7 +83,8 @@ def main() -> None:
                 row[layout] = row["uniform"]  # every layer standard: the same model
                 continue
             print(f"{kind:>16} {layout:<8}", end=" ", file=sys.stderr, flush=True)
-            row[layout] = r = run(kind, layout, args.sets, args.threads)
+            ratio = ratios.get((kind, layout))
+            row[layout] = r = run(kind, layout, args.sets + ([f"model.mlp_ratio={ratio}"] if ratio else []), args.threads)
             print(r.get("error") or f"val_loss {r['val_loss']:.4f}  ({r['wall']:.1f} s)", file=sys.stderr)
         rows.append(row)
 
@@ -83,7 +100,8 @@ def main() -> None:
         cells += [f"{r['wall']:.0f}" for r in (u, h)]
         print("| " + " | ".join(cells) + " |")
     settings = " ".join(f"--set {s}" for s in args.sets)
-    print(f"\nspec: {SPEC.relative_to(ROOT)} {settings}".rstrip() + "; one seed; wall seconds include start-up and evaluation")
+    matched = "; parameters matched through model.mlp_ratio (--match)" if args.match else ""
+    print(f"\nspec: {SPEC.relative_to(ROOT)} {settings}".rstrip() + f"; one seed{matched}; wall seconds include start-up and evaluation")
 
 
 if __name__ == "__main__":

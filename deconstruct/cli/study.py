@@ -120,8 +120,8 @@ def _print_summary(summary: Any, format: TableFormat) -> None:
                  f"{summary.trained} runs trained now; stopped: {summary.stop_reason}", highlight=False, soft_wrap=True)
     if summary.best:
         b = summary.best
-        stdout.print(f"best: trial {b['number']} {summary.objectives[0]}={_fmt(b['values'])} — {_params(b['params'])}",
-                     highlight=False, soft_wrap=True)
+        stdout.print(f"best: trial {b['number']} {summary.objectives[0]}={_fmt(b['values'])} — {_params(b['params'])}"
+                     f"{_ties(b)}", highlight=False, soft_wrap=True)
     for p in summary.pareto:
         stdout.print(f"pareto: trial {p['number']} ({', '.join(summary.objectives)}) = ({_fmt(p['values'])}) — "
                      f"{_params(p['params'])}", highlight=False, soft_wrap=True)
@@ -244,15 +244,22 @@ def worker(
                                     events=events, device=device), format)
 
 
+def _ties(best: dict[str, Any]) -> str:
+    """ " (tied with trial 2: the same configuration)" — a tie is not a win."""
+    ties = best.get("ties") or []
+    if not ties:
+        return ""
+    said = ", ".join(f"trial {t['number']}" + (" (the same configuration)" if t["same_configuration"] else
+                                               f" ({_params(t['params'])})") for t in ties)
+    return f" — tied with {said}"
+
+
 def _best(trials: list[Any], info: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    from deconstruct.study import best_trial, pareto_trials
+    from deconstruct.study import best_record, pareto_trials
 
     if len(info.objectives) > 1:
         return None, [{"number": t.number, "values": t.values, "params": t.search_params} for t in pareto_trials(trials, info.directions)]
-    b = best_trial(trials, info.directions)
-    if b is None:
-        return None, []
-    return {"number": b.number, "values": b.values, "params": b.search_params, "config_hash": b.config_hash}, []
+    return best_record(trials, info.directions), []
 
 
 @study_app.command("list")

@@ -17,7 +17,15 @@ The modules, by responsibility:
 
 from deconstruct.study._events import StudyError, StudyEvents, StudySummary, TrialOutcome
 from deconstruct.study._match import Matched, Matcher, MatchError, match_space
-from deconstruct.study._pareto import best, best_trial, dominates, pareto_front, pareto_trials
+from deconstruct.study._pareto import (
+    best,
+    best_record,
+    best_trial,
+    dominates,
+    pareto_front,
+    pareto_trials,
+    tied_with,
+)
 from deconstruct.study._recovery import MAX_DEATHS, Stop, StudyStatus
 from deconstruct.study._runner import (
     DEFAULT_N_TRIALS,
@@ -52,7 +60,9 @@ __all__ = [
     "StudySummary",
     "TrialOutcome",
     "best",
+    "best_record",
     "best_trial",
+    "tied_with",
     "delete_study",
     "dominates",
     "join_study",

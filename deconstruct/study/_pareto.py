@@ -69,3 +69,21 @@ def best_trial(trials: Iterable[T], directions: Sequence[str]) -> T | None:
         return values[0] if values else None
 
     return best(trials, directions[0], first)
+
+
+def tied_with(trials: Iterable[T], winner: T) -> list[T]:
+    """The other completed trials whose values equal ``winner``'s (a tie is a tie, not a win: the study run
+    summary names them; most often the same configuration reached from two search points)."""
+    mine = completed_values(winner)
+    return [t for t in trials if t is not winner and getattr(t, "number", None) != getattr(winner, "number", None)
+            and (v := completed_values(t)) is not None and mine is not None and v == mine]
+
+
+def best_record(trials: Sequence[Any], directions: Sequence[str]) -> dict[str, Any] | None:
+    """The best completed trial as the CLI and the summary report it, with the trials it ties with."""
+    b = best_trial(trials, directions)
+    if b is None:
+        return None
+    ties = [{"number": t.number, "params": t.search_params, "same_configuration": t.config_hash == b.config_hash}
+            for t in tied_with(trials, b)]
+    return {"number": b.number, "values": b.values, "params": b.search_params, "config_hash": b.config_hash, "ties": ties}

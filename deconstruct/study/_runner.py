@@ -55,7 +55,7 @@ from deconstruct.study._events import (
     one_line,
 )
 from deconstruct.study._match import Matcher, match_space
-from deconstruct.study._pareto import best_trial, pareto_trials
+from deconstruct.study._pareto import best_record, best_trial, pareto_trials
 from deconstruct.study._recovery import HOST, Recovery, Stop, StudyStatus, study_status
 from deconstruct.study._space import SearchSpace, normalize
 from deconstruct.study._spec import check_same_study, read_spec, spec_hash, spec_identity
@@ -264,9 +264,7 @@ class StudyRunner:
         if self.multi:
             out.pareto = [{"number": t.number, "values": t.values, "params": t.search_params} for t in pareto_trials(trials, self.directions)]
         else:
-            b = best_trial(trials, self.directions)
-            if b is not None:
-                out.best = {"number": b.number, "values": b.values, "params": b.search_params, "config_hash": b.config_hash}
+            out.best = best_record(trials, self.directions)
         return out
 
     def _status(self) -> StudyStatus:

@@ -36,3 +36,22 @@ def test_trials_front_and_best_match_optuna():
     rows.append(SimpleNamespace(number=99, state="failed", values=[-1.0, 2.0]))  # would dominate: not completed
     assert {t.number for t in pareto_trials(rows, ["minimize", "maximize"])} == {t.number for t in study.best_trials}
     assert best_trial(rows, ["maximize"]).number == max(range(40), key=lambda i: values[i][0])
+
+
+def test_a_tie_for_best_is_named_not_hidden():
+    """Two search points that resolve to one configuration reuse the same runs, so their values are equal:
+    the best is reported with the trial it ties with (and that they are the same configuration)."""
+    from types import SimpleNamespace as T
+
+    from deconstruct.study import best_record
+
+    trials = [T(number=0, state="completed", values=[2.1], search_params={"layout": "hybrid"}, config_hash="a"),
+              T(number=1, state="completed", values=[2.4], search_params={"layout": "uniform", "kind": "mlp"}, config_hash="b"),
+              T(number=2, state="completed", values=[2.1], search_params={"layout": "uniform"}, config_hash="a"),
+              T(number=3, state="completed", values=[2.1], search_params={"kind": "x"}, config_hash="c"),
+              T(number=4, state="failed", values=None, search_params={}, config_hash="")]
+    best = best_record(trials, ["minimize"])
+    assert best["number"] == 0
+    assert best["ties"] == [{"number": 2, "params": {"layout": "uniform"}, "same_configuration": True},
+                            {"number": 3, "params": {"kind": "x"}, "same_configuration": False}]
+    assert best_record(trials[:2], ["minimize"])["ties"] == []
