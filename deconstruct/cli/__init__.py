@@ -76,13 +76,17 @@ def build_app() -> typer.Typer:
         rich_markup_mode="rich",
     )
 
-    @app.callback()
-    def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-        if version:
+    def _print_version(value: bool) -> None:
+        if value:  # eager: runs before click asks for a command
             from deconstruct import __version__
 
             typer.echo(__version__)
             raise typer.Exit()
+
+    @app.callback()
+    def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                           is_eager=True, callback=_print_version)) -> None:
+        pass
 
     for name in COMMAND_MODULES:
         importlib.import_module(f"deconstruct.cli.{name}").register(app)

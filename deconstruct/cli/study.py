@@ -126,7 +126,10 @@ def _print_summary(summary: Any, format: TableFormat) -> None:
         stdout.print(f"pareto: trial {p['number']} ({', '.join(summary.objectives)}) = ({_fmt(p['values'])}) — "
                      f"{_params(p['params'])}", highlight=False, soft_wrap=True)
     if summary.counted:  # what a researcher does next (a hint: stderr, not data)
-        stderr.print(f"next: deconstruct report {summary.name}   (--by AXIS, --format html --out report.html)",
+        from deconstruct.store import default_url, display_url
+
+        storage = "" if summary.storage == display_url(default_url()) else f" --storage {summary.storage}"
+        stderr.print(f"next: deconstruct report {summary.name}{storage}   (--by AXIS, --format html --out report.html)",
                      highlight=False, soft_wrap=True)
 
 

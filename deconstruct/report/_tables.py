@@ -33,7 +33,7 @@ from deconstruct.report._model import (
 CI_LABEL = "95% CI"
 HOLM_NOTE = ("p (Holm): two-sided paired t-test of the mean difference, Holm-adjusted over this axis's "
              "comparisons (family-wise 5 %); a verdict whose interval excludes 0 but whose adjusted p does not "
-             "pass says so. matched: whether the two sides have the same parameters and training FLOPs within "
+             "pass says so. controls: whether the two sides have the same parameters and training FLOPs within "
              "the study's tolerance (2 % unless study.match says otherwise); pairs of one identical model are "
              "left out.")
 CI_NOTE = ("mean ± half-width of the two-sided 95% Student-t interval over seeds (n = seeds with a completed "
@@ -221,7 +221,7 @@ def effect_table(s: StudyReport, ae: AxisEffects) -> Table:
         Column("p (Holm)", "p_holm", lambda e: e.p_holm, lambda e: _p(e.p_holm), numeric=True),
         Column(None, "p", lambda e: e.p_value),
         Column(None, "n_identical", lambda e: e.n_identical),
-        Column("matched", "mismatch", lambda e: e.mismatch, lambda e: e.mismatch or "yes"),
+        Column("controls", "mismatch", lambda e: e.mismatch, lambda e: e.mismatch or "matched"),
         Column("verdict", "verdict", lambda e: e.verdict),
     ]
     return Table(effect_title(s, ae), cols, ae.effects, notes=[HOLM_NOTE])

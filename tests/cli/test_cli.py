@@ -132,4 +132,11 @@ def test_progress_bars_show_steps_loss_throughput_and_trials(tmp_path):
     proc = cli.run("study", "run", quickstart, *shrink, "--storage", f"sqlite:///{tmp_path / 's.db'}", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "trials" in proc.stderr and "4/4" in proc.stderr and "best" in proc.stderr
-    assert "next: deconstruct report quickstart" in proc.stderr
+    assert f"next: deconstruct report quickstart --storage sqlite:///{tmp_path / 's.db'}" in proc.stderr  # runnable as printed
+
+
+def test_version_prints_the_version_and_exits_0():
+    from deconstruct import __version__
+
+    res = cli("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == __version__
