@@ -17,6 +17,11 @@ NTrialsOption = typer.Option(
     None, "--n-trials", min=1, help="Total trials the study should count (across runs); default: spec, else the grid size."
 )
 TimeoutOption = typer.Option(None, "--timeout", min=0.0, help="Start no new trial after this many seconds.")
+CheckpointOption = typer.Option(
+    None, "--checkpoint-dir", metavar="DIR",
+    help="Root of the runs' checkpoints (with train.checkpoint_every; default: $DECONSTRUCT_CHECKPOINTS, else "
+    "`checkpoints` beside a SQLite database, else ./checkpoints). Workers on several machines need shared storage.",
+)
 
 
 def _fmt(values: list[float] | None) -> str:
@@ -146,6 +151,8 @@ def _spawn_workers(runner: Any, n: int, device: str | None) -> list[tuple[Any, A
         cmd += ["--timeout", str(runner.timeout)]
     if device:
         cmd += ["--device", device]
+    if runner._checkpoint_root:
+        cmd += ["--checkpoint-dir", str(runner._checkpoint_root)]
     procs = []
     for _ in range(n):
         log = tempfile.TemporaryFile(mode="w+")
@@ -207,6 +214,7 @@ def run(
     set_: list[str] = SetOption,
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes on this machine, this one included."),
     device: str = DeviceOption,
+    checkpoint_dir: str = CheckpointOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Run SPEC's study, or continue it: trials and runs are stored; an interrupted study resumes.
@@ -221,7 +229,7 @@ def run(
 
     data, text = read_spec(str(spec), set_)
     _run(lambda events: StudyRunner(data, text, storage=storage, n_trials=n_trials, timeout=timeout,
-                                    events=events, device=device), format, workers, device)
+                                    events=events, device=device, checkpoint_root=checkpoint_dir), format, workers, device)
 
 
 @study_app.command("worker")
@@ -231,6 +239,7 @@ def worker(
     n_trials: int = NTrialsOption,
     timeout: float = TimeoutOption,
     device: str = DeviceOption,
+    checkpoint_dir: str = CheckpointOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Join study NAME as one more worker, using the spec stored with it (run it on other machines).
@@ -244,7 +253,7 @@ def worker(
 
     info = Store(storage, create=False).study(name)
     _run(lambda events: StudyRunner(info.spec, info.spec_text, storage=storage, n_trials=n_trials, timeout=timeout,
-                                    events=events, device=device), format)
+                                    events=events, device=device, checkpoint_root=checkpoint_dir), format)
 
 
 def _ties(best: dict[str, Any]) -> str:

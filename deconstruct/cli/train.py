@@ -17,6 +17,10 @@ def train_command(
         False, "--skip-relaxed", help="Also report skip_block_val_loss (the paper's skip: relaxed blocks removed) and skip_mixer_val_loss (only their token mixers removed)."
     ),
     device: str = DeviceOption,
+    checkpoint_dir: Path = typer.Option(
+        None, "--checkpoint-dir", help="Where this run's checkpoints go (with train.checkpoint_every; default: "
+        "$DECONSTRUCT_CHECKPOINTS or ./checkpoints, then NAME/CONFIGHASH-seedN). A checkpoint there is resumed.",
+    ),
     format: TextFormat = typer.Option(TextFormat.text, "--format", "-f", help="text or json"),
 ) -> None:
     """Train SPEC once (no search) and print the result; progress goes to stderr.
@@ -26,13 +30,21 @@ def train_command(
       deconstruct train studies/quickstart.yaml
       deconstruct train studies/quickstart.yaml --set model.mixer.kind=mlp --set train.steps=50
       deconstruct train studies/principles.yaml --set model.layout=hybrid --skip-relaxed --format json
+      deconstruct train studies/quickstart.yaml --set train.checkpoint_every=100   # run again to resume
     """
+    from deconstruct.cli._common import stderr
     from deconstruct.cli._progress import ProgressCallback, make_progress
     from deconstruct.spec import load_spec
-    from deconstruct.train import train
+    from deconstruct.train import checkpoint_root, has_checkpoint, run_directory, train
 
     resolved = load_spec(spec, set_)
     seed = resolved.spec.train.seeds[0] if seed is None else seed
+    if resolved.spec.train.checkpoint_every:
+        checkpoint_dir = checkpoint_dir or run_directory(checkpoint_root(), resolved.name, resolved.config_hash(), seed)
+        verb = "resuming from" if has_checkpoint(checkpoint_dir) else "checkpoints in"
+        stderr.print(f"{verb} {checkpoint_dir}", highlight=False, markup=False, soft_wrap=True)
+    elif checkpoint_dir is not None:
+        stderr.print("note: --checkpoint-dir has no effect without train.checkpoint_every", highlight=False, markup=False)
     with make_progress() as progress:
         result = train(
             resolved,
@@ -40,6 +52,7 @@ def train_command(
             callback=ProgressCallback(progress, f"{resolved.name} seed {seed}"),
             skip_relaxed=skip_relaxed,
             device=device,
+            checkpoint_dir=checkpoint_dir if resolved.spec.train.checkpoint_every else None,
         )
     values = result.values()  # every per-run metric, named as in deconstruct.metrics
     if format == TextFormat.json:

@@ -116,9 +116,10 @@ class ResolvedSpec:
         return [p.index for p in self.layers if not p.standard]
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what is hashed and stored; seeds excluded)."""
+        """The resolved configuration as plain data (what is hashed and stored). Seeds and checkpointing are
+        excluded: neither changes what a run computes."""
         model = self.spec.model.model_dump(mode="json", exclude={"mixer", "standard", "layout", "standard_layers", "overrides"})
-        train = self.spec.train.model_dump(mode="json", exclude={"seeds"})
+        train = self.spec.train.model_dump(mode="json", exclude={"seeds", "checkpoint_every"})
         return {
             "task": {"name": self.spec.task.name, **self.task_options.model_dump(mode="json")},
             "model": model,

@@ -91,6 +91,10 @@ class TrainSpec(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="replicates")
     device: str = Field(default="auto", description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps")
     precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    checkpoint_every: int | None = Field(
+        default=None, ge=1,
+        description="save model, optimizer, schedule and sampler state every N steps and at the end; a killed run resumes",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainSpec:

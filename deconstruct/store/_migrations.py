@@ -141,6 +141,11 @@ def _v2_trials(conn: Connection) -> None:
     _add_column(conn, "dc_run", "steps", Integer())
 
 
+def _v3_checkpoints(conn: Connection) -> None:
+    """``dc_run.checkpoint_dir``: the directory of the run's checkpoints (``train.checkpoint_every``)."""
+    _add_column(conn, "dc_run", "checkpoint_dir", Text())
+
+
 def _add_column(conn: Connection, table: str, name: str, type_) -> None:
     """``ALTER TABLE … ADD COLUMN`` (nullable), in the dialect's own type spelling."""
     prep = conn.dialect.identifier_preparer
@@ -151,6 +156,7 @@ def _add_column(conn: Connection, table: str, name: str, type_) -> None:
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_trials),
+    (3, _v3_checkpoints),
 ]
 HEAD = MIGRATIONS[-1][0]
 

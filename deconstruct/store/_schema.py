@@ -118,6 +118,7 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     steps: Mapped[int | None] = mapped_column(Integer, nullable=True)  # optimizer steps taken (schema v2)
+    checkpoint_dir: Mapped[str | None] = mapped_column(Text, nullable=True)  # where its checkpoints are (schema v3)
 
     study: Mapped[StudyRow] = relationship(back_populates="runs")
     curve: Mapped[list[MetricRow]] = relationship(back_populates="run", cascade="all, delete-orphan")

@@ -227,7 +227,7 @@ def _run_info(row: RunRow, trial_state: str | None = None) -> RunInfo:
         tokens=row.tokens, tokens_per_second=row.tokens_per_second, peak_memory_bytes=row.peak_memory_bytes,
         wall_seconds=row.wall_seconds, steps=row.steps, device=row.device, versions=row.versions or {},
         plugins=list(row.plugins or []), host=row.host, started_at=row.started_at, finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at, trial_state=trial_state,
+        heartbeat_at=row.heartbeat_at, trial_state=trial_state, checkpoint_dir=row.checkpoint_dir,
     )
 
 

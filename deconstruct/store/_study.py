@@ -97,13 +97,14 @@ class StudyStore:
         plugins: list[dict[str, Any]] | None = None,
         host: str | None = None,
         device: str | None = None,
+        checkpoint_dir: str | None = None,
     ) -> int:
         """A new run row in state ``running``; returns its id."""
         now = utcnow()
         row = RunRow(
             study_id=self.id, trial_number=trial_number, seed=seed, config_hash=config_hash, config=config,
             search_params=search_params, status="running", metrics={}, versions=versions or {}, plugins=plugins or [],
-            host=host, device=device, started_at=now, heartbeat_at=now,
+            host=host, device=device, started_at=now, heartbeat_at=now, checkpoint_dir=checkpoint_dir,
         )
         with self.store.session() as s, s.begin():
             s.add(row)

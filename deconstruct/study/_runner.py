@@ -80,6 +80,13 @@ class _RunCallback:
 
     def on_start(self, info: dict[str, Any]) -> None:
         self.runner.events.on_run_start(self.trial.number, self.seed, info)
+        if "resumed_from" in info:  # a checkpoint of this (configuration, seed): its curve so far counts here too
+            self.runner.events.on_note(f"trial {self.trial.number} seed {self.seed}: resumed from the checkpoint "
+                                       f"at step {info['resumed_from']}")
+            for step, name, value in info["history"]:
+                if name == "val_loss":
+                    self.curve[step] = float(value)
+                    self.runner.report(self.trial, self.k, self.steps, step, float(value), self.prior, self.seed)
 
     def on_step(self, step: int, loss: float, tokens_per_second: float) -> None:
         self.runner.events.on_step(step, loss, tokens_per_second)
@@ -114,6 +121,7 @@ class StudyRunner:
         heartbeat_interval: int | None = None,
         grace_period: int | None = None,
         device: str | None = None,
+        checkpoint_root: str | None = None,
     ):
         import optuna
 
@@ -127,6 +135,7 @@ class StudyRunner:
         self.spec = resolved.spec
         self.name = self.spec.name
         self.device = device
+        self._checkpoint_root = checkpoint_root
         self.space = SearchSpace(self.spec, self.registry)
         self.objectives = self.spec.study.objectives
         self.directions = self.spec.study.directions
@@ -397,16 +406,23 @@ class StudyRunner:
         from deconstruct.train import train
 
         task = self._task(resolved)
+        checkpoints = None
+        if resolved.spec.train.checkpoint_every:  # one directory per (configuration, seed): a retry resumes from it
+            from deconstruct.train import checkpoint_root, run_directory
+
+            root = self._checkpoint_root or checkpoint_root(self.url)
+            checkpoints = str(run_directory(root, self.name, resolved.config_hash(), seed))
         run_id = self.rows.add_run(
             trial.number, seed, config_hash=resolved.config_hash(), config=resolved.config(),
             search_params=sample.params, versions={**self.versions, "data": getattr(task, "data_identity", None)},
             plugins=plugins_for(resolved), host=HOST,
+            checkpoint_dir=checkpoints,
         )
         callback = _RunCallback(self, trial, run_id, k, steps, prior, seed)
         tick = time.perf_counter()
         try:
             result = train(resolved, seed=seed, callback=callback, task=task, skip_relaxed=self.skip_relaxed,
-                           device=self.device)
+                           device=self.device, checkpoint_dir=checkpoints)
         except optuna.TrialPruned as exc:
             self.store.finish_run(run_id, "pruned", error=str(exc), wall_seconds=time.perf_counter() - tick)
             self.events.on_run_end(trial.number, seed, "pruned", str(exc))

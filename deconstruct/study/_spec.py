@@ -27,8 +27,10 @@ def read_spec(path: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[d
 
 
 def spec_identity(spec: Any) -> dict[str, Any]:
-    """What makes a study the same study: everything but the study's name, sampler, pruner and budget."""
-    d = spec.model_dump(mode="json", exclude_defaults=True, include={"task", "model", "train", "search"})
+    """What makes a study the same study: everything but the study's name, sampler, pruner, budget and
+    checkpointing (turning checkpoints on for a running study changes no result)."""
+    d = spec.model_dump(mode="json", exclude_defaults=True, include={"task", "model", "train", "search"},
+                        exclude={"train": {"checkpoint_every"}})
     if spec.study.match.params != "none":  # matched and unmatched are different studies (different models)
         d["match"] = spec.study.match.model_dump(mode="json")
     d["objectives"] = spec.study.objectives

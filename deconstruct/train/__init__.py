@@ -1,5 +1,13 @@
 """Training one configuration with one seed."""
 
+from deconstruct.train._checkpoint import (
+    CheckpointError,
+    evaluate_checkpoint,
+    has_checkpoint,
+    read_checkpoint,
+    run_directory,
+)
+from deconstruct.train._checkpoint import default_root as checkpoint_root
 from deconstruct.train._loop import (
     Callback,
     TrainResult,
@@ -15,6 +23,12 @@ from deconstruct.train._loop import (
 
 __all__ = [
     "Callback",
+    "CheckpointError",
+    "checkpoint_root",
+    "evaluate_checkpoint",
+    "has_checkpoint",
+    "read_checkpoint",
+    "run_directory",
     "TrainResult",
     "autocast_for",
     "build_task",

@@ -12,6 +12,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import torch
@@ -22,6 +23,7 @@ from deconstruct.metrics import find, measures
 from deconstruct.model import build_model, model_cost
 from deconstruct.spec import ResolvedSpec
 from deconstruct.tasks import TaskOptions
+from deconstruct.train._checkpoint import Checkpointer
 from deconstruct.train._diagnostics import collect_diagnostics
 
 DIAGNOSTIC_SEQUENCES = 4  # attention indicators are measured on this many validation sequences
@@ -32,7 +34,8 @@ class Callback(Protocol):
     """Hooks into a run; every method is optional. Raising stops the run (pruning does exactly that).
 
     ``on_start`` receives the run's shape (steps, params, device, tokens_per_step) and the live objects
-    (``model``, trained in place; ``val_batches``; ``eval_sets``; ``autocast``) for callers that inspect the trained model.
+    (``model``, trained in place; ``val_batches``; ``eval_sets``; ``autocast``) for callers that inspect the trained
+    model; a run resumed from a checkpoint also passes ``resumed_from`` (the step) and ``history`` (the curve so far).
     """
 
     def on_start(self, info: dict[str, Any]) -> None: ...
@@ -165,6 +168,12 @@ def evaluate(
     return out
 
 
+def validation_batches(task: Any, t: Any, dev: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The fixed validation batches (drawn from :data:`EVAL_SEED`: identical across runs and configurations)."""
+    val_gen = torch.Generator().manual_seed(EVAL_SEED)
+    return [tuple(z.to(dev) for z in task.get_batch("val", t.batch_size, val_gen)) for _ in range(t.eval_batches)]  # type: ignore[misc]
+
+
 def total_steps(resolved: ResolvedSpec) -> int:
     """The optimizer steps of one run: ``train.steps``, or as many as ``train.tokens`` or ``train.flops``
     (training FLOPs = 3 × forward FLOPs/token × tokens, see :mod:`deconstruct.model._cost`) allow."""
@@ -186,8 +195,13 @@ def train(
     task: Any = None,
     device: str | None = None,
     with_diagnostics: bool = True,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``resolved`` once with ``seed``; evaluate; return a :class:`TrainResult`."""
+    """Train ``resolved`` once with ``seed``; evaluate; return a :class:`TrainResult`.
+
+    With ``checkpoint_dir`` and ``train.checkpoint_every`` set, the training state is saved there every N steps
+    and at the end, and a run that finds a checkpoint there resumes from it (see :mod:`._checkpoint`).
+    """
     t = resolved.spec.train
     dev = pick_device(device or t.device)
     torch.manual_seed(seed)
@@ -200,9 +214,8 @@ def train(
     warmup = t.warmup_steps if t.warmup_steps is not None else max(1, steps // 10)
     B, T = t.batch_size, task.seq_len
 
-    gen = torch.Generator().manual_seed(seed)
-    val_gen = torch.Generator().manual_seed(EVAL_SEED)
-    val_batches = [tuple(z.to(dev) for z in task.get_batch("val", B, val_gen)) for _ in range(t.eval_batches)]
+    gen = torch.Generator().manual_seed(seed)  # the data sampler's state: part of a checkpoint
+    val_batches = validation_batches(task, t, dev)
     eval_sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for name in getattr(task, "eval_sets", ()):  # named evaluation sets: fixed windows, as for validation
         set_gen = torch.Generator().manual_seed(EVAL_SEED)
@@ -211,22 +224,45 @@ def train(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
+    history: list[tuple[int, str, float]] = []
+    val_loss = float("nan")
+    evals: dict[str, float] = {}
+    train_seconds = 0.0
+    step = 0
+    key = resolved.config_hash()
+    ckpt = Checkpointer(checkpoint_dir, t.checkpoint_every) if checkpoint_dir is not None and t.checkpoint_every else None
+    saved = ckpt.load(key, seed) if ckpt is not None else None
+    if saved is not None:  # resume: the next step is exactly the one the interrupted run would have taken
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["sampler"])
+        torch.set_rng_state(saved["rng"])
+        if dev.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], dev)
+        step, history, evals = int(saved["step"]), [tuple(h) for h in saved["history"]], dict(saved["evals"])  # type: ignore[misc]
+        val_loss, train_seconds = float(saved["val_loss"]), float(saved["train_seconds"])
+
+    def checkpoint(step: int) -> dict[str, Any]:
+        return {"step": step, "seed": seed, "config_hash": key, "spec": resolved.spec.model_dump(mode="json"),
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": {"steps": steps, "warmup": warmup},
+                "sampler": gen.get_state(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                "history": history, "evals": evals, "val_loss": val_loss, "train_seconds": train_seconds}
+
     info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T,
             "model": model, "val_batches": val_batches, "eval_sets": eval_sets, "autocast": amp}
+    if saved is not None:
+        info.update(resumed_from=step, history=list(history))
     if callback is not None and hasattr(callback, "on_start"):
         callback.on_start(info)
     on_step = getattr(callback, "on_step", None)
     on_eval = getattr(callback, "on_eval", None)
 
-    history: list[tuple[int, str, float]] = []
-    val_loss = float("nan")
-    evals: dict[str, float] = {}
     accuracy = measures(resolved.spec.task.name, "accuracy")  # the task's runs carry it (deconstruct.metrics)
     loss_fn = getattr(task, "loss", None) or token_loss  # chosen once: the token path does no extra work per step
     start = time.perf_counter()
-    train_seconds = 0.0
-    step = 0
-    for step in range(1, steps + 1):
+    first = step + 1
+    for step in range(first, steps + 1):
         tick = time.perf_counter()
         lr = lr_at(step - 1, steps, t.lr, warmup, t.min_lr_ratio)
         for g in opt.param_groups:
@@ -255,12 +291,16 @@ def train(
             history += [(step, "train_loss", loss_value), (step, "lr", lr)] + [(step, k, v) for k, v in evals.items()]
             if on_eval is not None:
                 on_eval(step, {**evals, "train_loss": loss_value})
+        if ckpt is not None and ckpt.due(step):
+            ckpt.save(checkpoint(step))
         if t.seconds is not None and time.perf_counter() - start >= t.seconds:
             if history and history[-1][0] != step:
                 evals = evaluate(model, val_batches, amp, accuracy=accuracy, task=task)
                 val_loss = evals["val_loss"]
                 history += [(step, "train_loss", loss_value)] + [(step, k, v) for k, v in evals.items()]
             break
+    if ckpt is not None and ckpt.saved_step != step:  # the end of the run is always saved
+        ckpt.save(checkpoint(step))
     if not math.isfinite(val_loss):
         raise RunError(f"validation loss is non-finite ({val_loss}) after step {step}")
 

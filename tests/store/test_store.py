@@ -26,9 +26,9 @@ def test_a_new_database_has_exactly_the_models_tables(url):
     assert _columns(store.engine) == expected
 
 
-def test_upgrade_from_the_previous_version_keeps_the_data(url):
+def test_upgrade_from_the_first_version_keeps_the_data(url):
     engine = create_engine(url)
-    assert upgrade(engine, to=SCHEMA_VERSION - 1) == SCHEMA_VERSION - 1
+    assert upgrade(engine, to=1) == 1  # a database of the first deconstruct
     with engine.begin() as conn:  # what an older deconstruct wrote
         conn.execute(text(
             "INSERT INTO dc_study (id, name, spec_text, spec_hash, spec_json, objectives, directions, "
@@ -45,9 +45,10 @@ def test_upgrade_from_the_previous_version_keeps_the_data(url):
     assert store.version == SCHEMA_VERSION
     assert _columns(store.engine) == {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
     [run] = store.runs("old")
-    assert run.val_loss == 2.5 and run.steps is None and run.trial_state is None
+    assert run.val_loss == 2.5 and run.steps is None and run.trial_state is None and run.checkpoint_dir is None
     with store.engine.connect() as conn:
-        assert [r[0] for r in conn.execute(text("SELECT version FROM dc_schema_version ORDER BY version"))] == [1, 2]
+        assert [r[0] for r in conn.execute(text("SELECT version FROM dc_schema_version ORDER BY version"))] == [
+            v for v, _ in MIGRATIONS]
     assert Store(url).version == SCHEMA_VERSION  # idempotent
     store.close()
 
