@@ -103,6 +103,9 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from deconstruct.cli import _common
+
+    _common.ARGV = list(argv) if argv is not None else sys.argv[1:]
     app = build_app()
     if "--help" not in (argv or sys.argv):
         _warn_plugin_problems()

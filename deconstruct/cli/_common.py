@@ -15,6 +15,12 @@ stderr = Console(stderr=True)  # progress, warnings, errors
 SET_HELP = "Override a spec key: --set PATH=VALUE (VALUE parsed as YAML), e.g. --set model.layers=2. Repeatable."
 SetOption = typer.Option([], "--set", "-s", help=SET_HELP, metavar="PATH=VALUE")
 DeviceOption = typer.Option(None, "--device", help="cpu, cuda, mps (default: train.device).")
+NprocOption = typer.Option(
+    1, "--nproc", min=1, metavar="N",
+    help="Data parallelism: N processes on this machine (one per GPU, or CPU processes with gloo), launched "
+    "through torchrun; same global batch, each process its own shard.",
+)
+ARGV: list[str] = []  #: the command line as given (set by deconstruct.cli.main), for re-launching under torchrun
 
 
 class TableFormat(str, Enum):
@@ -30,3 +36,30 @@ class TextFormat(str, Enum):
 def print_json(data: Any) -> None:
     """One JSON document on stdout (plain print: no rich markup, no wrapping)."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def data_parallel(nproc: int, device: str | None) -> bool:
+    """``--nproc N``. In a plain process with N > 1: re-run this very command under torchrun (N processes) and
+    exit with its code. In a process torchrun started: join the world; a follower trains what the leader
+    announces, then exits 0; the leader gets True (and calls :func:`end_data_parallel` when done).
+    False: a single process, nothing to do."""
+    import sys
+
+    from deconstruct.train._distributed import follow, launch, launched, setup, teardown
+
+    if launched():
+        ctx = setup(device)
+        if ctx.leader:
+            return True
+        follow(ctx)
+        teardown()
+        raise typer.Exit(0)
+    if nproc <= 1:
+        return False
+    raise typer.Exit(launch(ARGV or sys.argv[1:], nproc))
+
+
+def end_data_parallel(ok: bool = True) -> None:
+    from deconstruct.train._distributed import teardown
+
+    teardown(announce_end=ok)

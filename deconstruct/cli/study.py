@@ -7,7 +7,17 @@ from typing import Any
 
 import typer
 
-from deconstruct.cli._common import DeviceOption, SetOption, TableFormat, print_json, stderr, stdout
+from deconstruct.cli._common import (
+    DeviceOption,
+    NprocOption,
+    SetOption,
+    TableFormat,
+    data_parallel,
+    end_data_parallel,
+    print_json,
+    stderr,
+    stdout,
+)
 
 study_app = typer.Typer(help="Run, inspect and delete studies (Optuna searches over a spec).", no_args_is_help=True)
 
@@ -239,21 +249,37 @@ def worker(
     n_trials: int = NTrialsOption,
     timeout: float = TimeoutOption,
     device: str = DeviceOption,
+    nproc: int = NprocOption,
     checkpoint_dir: str = CheckpointOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Join study NAME as one more worker, using the spec stored with it (run it on other machines).
+    With --nproc N each of its runs trains data-parallel over N processes (rank 0 talks to the storage).
 
     \b
     Examples:
       deconstruct study worker quickstart --storage postgresql://user@host/db
+      deconstruct study worker quickstart --storage postgresql://user@host/db --nproc 4   # 4 GPUs per trial
     """
     from deconstruct.store import Store
     from deconstruct.study import StudyRunner
 
-    info = Store(storage, create=False).study(name)
-    _run(lambda events: StudyRunner(info.spec, info.spec_text, storage=storage, n_trials=n_trials, timeout=timeout,
-                                    events=events, device=device, checkpoint_root=checkpoint_dir), format)
+    info = Store(storage, create=False).study(name)  # an unknown study fails here, before processes start
+    if nproc > 1:
+        from deconstruct.spec import TrainSpec
+        from deconstruct.train._distributed import check_batch
+
+        check_batch(TrainSpec.model_validate(info.spec.get("train") or {}).batch_size, nproc)
+    leader = data_parallel(nproc, device)  # followers of a torchrun world never return from here
+    try:
+        _run(lambda events: StudyRunner(info.spec, info.spec_text, storage=storage, n_trials=n_trials, timeout=timeout,
+                                        events=events, device=device, checkpoint_root=checkpoint_dir), format)
+    except BaseException:
+        if leader:
+            end_data_parallel(ok=False)
+        raise
+    if leader:
+        end_data_parallel()
 
 
 def _ties(best: dict[str, Any]) -> str:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from deconstruct.cli._common import DeviceOption, SetOption, TextFormat, print_json, stdout
+from deconstruct.cli._common import (
+    DeviceOption,
+    NprocOption,
+    SetOption,
+    TextFormat,
+    data_parallel,
+    end_data_parallel,
+    print_json,
+    stdout,
+)
 
 
 def train_command(
@@ -17,6 +27,7 @@ def train_command(
         False, "--skip-relaxed", help="Also report skip_block_val_loss (the paper's skip: relaxed blocks removed) and skip_mixer_val_loss (only their token mixers removed)."
     ),
     device: str = DeviceOption,
+    nproc: int = NprocOption,
     checkpoint_dir: Path = typer.Option(
         None, "--checkpoint-dir", help="Where this run's checkpoints go (with train.checkpoint_every; default: "
         "$DECONSTRUCT_CHECKPOINTS or ./checkpoints, then NAME/CONFIGHASH-seedN). A checkpoint there is resumed.",
@@ -32,13 +43,31 @@ def train_command(
       deconstruct train studies/principles.yaml --set model.layout=hybrid --skip-relaxed --format json
       deconstruct train studies/quickstart.yaml --set train.checkpoint_every=100   # run again to resume
     """
+    from deconstruct.spec import load_spec
+
+    resolved = load_spec(spec, set_)  # a bad spec fails here, once, before any process is started
+    seed = resolved.spec.train.seeds[0] if seed is None else seed
+    if nproc > 1:
+        from deconstruct.train._distributed import check_batch
+
+        check_batch(resolved.spec.train.batch_size, nproc)
+    if data_parallel(nproc, device):  # the leader of a torchrun world (followers never get here)
+        try:
+            _train(resolved, seed, skip_relaxed, device, checkpoint_dir, format)
+        except BaseException:
+            end_data_parallel(ok=False)
+            raise
+        end_data_parallel()
+        return
+    _train(resolved, seed, skip_relaxed, device, checkpoint_dir, format)
+
+
+def _train(resolved: Any, seed: int, skip_relaxed: bool, device: str | None, checkpoint_dir: Path | None,
+           format: TextFormat) -> None:
     from deconstruct.cli._common import stderr
     from deconstruct.cli._progress import ProgressCallback, make_progress
-    from deconstruct.spec import load_spec
     from deconstruct.train import checkpoint_root, has_checkpoint, run_directory, train
 
-    resolved = load_spec(spec, set_)
-    seed = resolved.spec.train.seeds[0] if seed is None else seed
     if resolved.spec.train.checkpoint_every:
         checkpoint_dir = checkpoint_dir or run_directory(checkpoint_root(), resolved.name, resolved.config_hash(), seed)
         verb = "resuming from" if has_checkpoint(checkpoint_dir) else "checkpoints in"

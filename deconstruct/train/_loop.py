@@ -25,6 +25,7 @@ from deconstruct.spec import ResolvedSpec
 from deconstruct.tasks import TaskOptions
 from deconstruct.train._checkpoint import Checkpointer
 from deconstruct.train._diagnostics import collect_diagnostics
+from deconstruct.train._distributed import current as distributed
 
 DIAGNOSTIC_SEQUENCES = 4  # attention indicators are measured on this many validation sequences
 EVAL_SEED = 1234  # validation windows are drawn from this seed: identical across runs and configurations
@@ -201,9 +202,18 @@ def train(
 
     With ``checkpoint_dir`` and ``train.checkpoint_every`` set, the training state is saved there every N steps
     and at the end, and a run that finds a checkpoint there resumes from it (see :mod:`._checkpoint`).
+    Inside a torchrun world (``--nproc``), the leader announces the run to the followers and the ranks train
+    it data-parallel (see :mod:`._distributed`); only the leader evaluates, saves and calls ``callback``.
     """
     t = resolved.spec.train
+    ddp = distributed()
+    leader = ddp is None or ddp.leader
+    if ddp is not None and ddp.leader:
+        ddp.announce({"spec": resolved.spec.model_dump(mode="json"), "config_hash": resolved.config_hash(), "seed": seed,
+                      "device": device, "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir)})
     dev = pick_device(device or t.device)
+    if ddp is not None and dev.type == "cuda":
+        dev = torch.device("cuda", ddp.local_rank)
     torch.manual_seed(seed)
     task = task if task is not None else build_task(resolved)
     model = build_model(resolved, task.vocab_size, fixed_tokens=task.fixed_tokens(task.seq_len)).to(dev)
@@ -213,6 +223,7 @@ def train(
     steps = total_steps(resolved)
     warmup = t.warmup_steps if t.warmup_steps is not None else max(1, steps // 10)
     B, T = t.batch_size, task.seq_len
+    shard = ddp.shard(B) if ddp is not None else None  # this rank's rows of the global batch
 
     gen = torch.Generator().manual_seed(seed)  # the data sampler's state: part of a checkpoint
     val_batches = validation_batches(task, t, dev)
@@ -249,6 +260,11 @@ def train(
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 "history": history, "evals": evals, "val_loss": val_loss, "train_seconds": train_seconds}
 
+    net: torch.nn.Module = model
+    if ddp is not None:  # averages gradients over ranks; static_graph tolerates parameters a mixer leaves unused
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                                        static_graph=True)
+
     info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T,
             "model": model, "val_batches": val_batches, "eval_sets": eval_sets, "autocast": amp}
     if saved is not None:
@@ -268,9 +284,11 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = task.get_batch("train", B, gen)
+        if shard is not None:  # every rank draws the global batch (one sampler stream) and keeps its shard
+            x, y = x[shard], y[shard]
         x, y = x.to(dev, non_blocking=non_blocking), y.to(dev, non_blocking=non_blocking)
         with amp:
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(net(x), y)
             aux = model.aux_loss()
             if aux is not None:
                 loss = loss + aux
@@ -279,26 +297,39 @@ def train(
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
-        loss_value = loss.item()
+        loss_value = loss.item() if ddp is None else ddp.mean(loss.detach().clone()).item()
         train_seconds += time.perf_counter() - tick
         if not math.isfinite(loss_value):
             raise RunError(f"loss became non-finite ({loss_value}) at step {step}; lower train.lr or check the mixer")
         if on_step is not None:
             on_step(step, loss_value, step * B * T / max(train_seconds, 1e-9))
-        if step % t.eval_every == 0 or step == steps:
+        due = step % t.eval_every == 0 or step == steps
+        if due and leader:
             evals = evaluate(model, val_batches, amp, accuracy=accuracy, task=task)
             val_loss = evals["val_loss"]
             history += [(step, "train_loss", loss_value), (step, "lr", lr)] + [(step, k, v) for k, v in evals.items()]
             if on_eval is not None:
-                on_eval(step, {**evals, "train_loss": loss_value})
-        if ckpt is not None and ckpt.due(step):
+                try:
+                    on_eval(step, {**evals, "train_loss": loss_value})
+                except BaseException:
+                    if ddp is not None:  # pruned (or failed): the followers stop this run with the leader
+                        ddp.decide(True)
+                    raise
+        if leader and ckpt is not None and ckpt.due(step):
             ckpt.save(checkpoint(step))
-        if t.seconds is not None and time.perf_counter() - start >= t.seconds:
-            if history and history[-1][0] != step:
+        out_of_time = t.seconds is not None and time.perf_counter() - start >= t.seconds
+        if ddp is not None and (due or t.seconds is not None):
+            out_of_time = ddp.decide(out_of_time)  # the leader's clock decides for every rank
+        if out_of_time:
+            if leader and history and history[-1][0] != step:
                 evals = evaluate(model, val_batches, amp, accuracy=accuracy, task=task)
                 val_loss = evals["val_loss"]
                 history += [(step, "train_loss", loss_value)] + [(step, k, v) for k, v in evals.items()]
             break
+    if not leader:  # a follower's part ends here: the leader evaluates and reports
+        return TrainResult(val_loss=float("nan"), params=model.num_params(), flops_per_token=model.flops_per_token(T),
+                           tokens=step * B * T, tokens_per_second=0.0, seconds=time.perf_counter() - start,
+                           device=str(dev), steps=step, seed=seed, config_hash=key)
     if ckpt is not None and ckpt.saved_step != step:  # the end of the run is always saved
         ckpt.save(checkpoint(step))
     if not math.isfinite(val_loss):
