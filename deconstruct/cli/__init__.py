@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # typer vendors click; its group's invoke takes typer's copy 
     from typer._click.core import Context as ClickContext
 
 #: command modules; each defines ``register(app)``
-COMMAND_MODULES = ("spec", "train", "eval", "data", "variants", "plugins", "bench", "report", "study")
+COMMAND_MODULES = ("spec", "train", "eval", "data", "variants", "plugins", "bench", "report", "study", "dashboard")
 
 HELP = """Take attention apart: declarative ablation studies of Transformer design principles.
 

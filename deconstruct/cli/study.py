@@ -416,4 +416,7 @@ def delete(
 
 
 def register(app: typer.Typer) -> None:
+    from deconstruct.cli._submit import register as register_submit
+
+    register_submit(study_app)
     app.add_typer(study_app, name="study")

@@ -46,6 +46,7 @@ from deconstruct import metrics
 from deconstruct._errors import SpecError
 from deconstruct.store import INTERRUPTED, RunInfo, Store, StudyInfo, display_url, is_retryable
 from deconstruct.study import _optuna
+from deconstruct.study._attrs import publish_metrics
 from deconstruct.study._events import (
     StudyError,
     StudyEvents,
@@ -377,6 +378,7 @@ class StudyRunner:
             values.append(_mean([float(v) for v in measured]))  # type: ignore[arg-type]
         if not all(math.isfinite(v) for v in values):
             raise TrialFailed(f"non-finite objective values {values}")
+        publish_metrics(trial, runs)  # Optuna's tools (optuna-dashboard) show every measured metric
         return values, reused
 
     def _wait_for_twin(self, key: str, seed: int, number: int) -> None:

@@ -26,6 +26,7 @@ from deconstruct.tasks import TaskOptions
 from deconstruct.train._checkpoint import Checkpointer
 from deconstruct.train._diagnostics import collect_diagnostics
 from deconstruct.train._distributed import current as distributed
+from deconstruct.train._preempt import Preempted, pending, preemptible
 
 DIAGNOSTIC_SEQUENCES = 4  # attention indicators are measured on this many validation sequences
 EVAL_SEED = 1234  # validation windows are drawn from this seed: identical across runs and configurations
@@ -187,6 +188,7 @@ def total_steps(resolved: ResolvedSpec) -> int:
     return t.steps
 
 
+@preemptible
 def train(
     resolved: ResolvedSpec,
     *,
@@ -317,6 +319,8 @@ def train(
                     raise
         if leader and ckpt is not None and ckpt.due(step):
             ckpt.save(checkpoint(step))
+        if ddp is None and pending():  # the job is being preempted: stop at this step boundary
+            raise _preempted(step, ckpt, checkpoint)
         out_of_time = t.seconds is not None and time.perf_counter() - start >= t.seconds
         if ddp is not None and (due or t.seconds is not None):
             out_of_time = ddp.decide(out_of_time)  # the leader's clock decides for every rank
@@ -332,6 +336,8 @@ def train(
                            device=str(dev), steps=step, seed=seed, config_hash=key)
     if ckpt is not None and ckpt.saved_step != step:  # the end of the run is always saved
         ckpt.save(checkpoint(step))
+    if ddp is None and pending():
+        raise _preempted(step, ckpt, checkpoint)
     if not math.isfinite(val_loss):
         raise RunError(f"validation loss is non-finite ({val_loss}) after step {step}")
 
@@ -371,6 +377,16 @@ def train(
 
 def _to(batch: tuple[torch.Tensor, torch.Tensor], dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return batch[0].to(dev), batch[1].to(dev)
+
+
+def _preempted(step: int, ckpt: Checkpointer | None, state: Any) -> Preempted:
+    """Save the run at this step boundary (when it checkpoints) and say so."""
+    if ckpt is None:
+        return Preempted(f"preempted at step {step}, without a checkpoint (train.checkpoint_every is not set): "
+                         "the run will start over")
+    if ckpt.saved_step != step:
+        ckpt.save(state(step))
+    return Preempted(f"preempted at step {step}; its state is saved in {ckpt.directory}")
 
 
 def _rss_peak() -> int:
