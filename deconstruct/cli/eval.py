@@ -38,7 +38,7 @@ def eval_command(
     run: str = typer.Argument(..., help="A run id in the store, or a checkpoint directory."),
     storage: str = typer.Option(None, "--storage", help=STORAGE_HELP, metavar="URL"),
     skip_relaxed: bool = typer.Option(
-        False, "--skip-relaxed", help="Also compute skip_val_loss: validation loss with the relaxed layers removed."
+        False, "--skip-relaxed", help="Also compute skip_block_val_loss and skip_mixer_val_loss (relaxed blocks, or their token mixers, removed)."
     ),
     device: str = DeviceOption,
     format: TextFormat = typer.Option(TextFormat.text, "--format", "-f", help="text or json"),

@@ -112,7 +112,7 @@ def read_checkpoint(directory: str | Path) -> dict[str, Any]:
 def evaluate_checkpoint(directory: str | Path, *, skip_relaxed: bool = False, device: str | None = None,
                         with_diagnostics: bool = True) -> dict[str, Any]:
     """Re-compute a run's evaluation from its checkpoint: validation loss and the task's metrics on the same
-    fixed validation batches as training, the skip evaluation (relaxed layers removed) if asked, and the
+    fixed validation batches as training, the skip evaluations (relaxed blocks, or only their token mixers, removed) if asked, and the
     attention diagnostics. Returns ``{"step", "seed", "config_hash", "metrics", "diagnostics"}``."""
     import torch
 
@@ -125,6 +125,7 @@ def evaluate_checkpoint(directory: str | Path, *, skip_relaxed: bool = False, de
         build_task,
         evaluate,
         pick_device,
+        skip_evaluations,
         validation_batches,
     )
 
@@ -142,9 +143,7 @@ def evaluate_checkpoint(directory: str | Path, *, skip_relaxed: bool = False, de
     metrics = {"val_loss": evals["val_loss"], **task.metrics(evals["val_loss"]),
                **{k: v for k, v in evals.items() if k != "val_loss"}}
     if skip_relaxed:
-        relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
-        metrics["skip_val_loss"] = (evaluate(model, val_batches, amp, skip=relaxed, task=task)["val_loss"]
-                                    if relaxed else evals["val_loss"])
+        metrics.update(skip_evaluations(model, resolved, val_batches, amp, task, evals["val_loss"]))
     with torch.no_grad():
         diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     return {"step": int(state["step"]), "seed": int(state["seed"]), "config_hash": state["config_hash"],

@@ -170,6 +170,20 @@ def evaluate(
     return out
 
 
+def skip_evaluations(model: torch.nn.Module, resolved: ResolvedSpec, val_batches: list[Any], amp: Any, task: Any,
+                     val_loss: float) -> dict[str, float]:
+    """``skip_block_val_loss`` and ``skip_mixer_val_loss`` of a trained model (``val_loss`` when no layer is
+    relaxed). The paper's skip removes the relaxed layers (whole blocks); skipping only their token mixers
+    keeps the channel mixers, and asks whether the relaxed layers' *mixing* is what the model relies on."""
+    relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
+    none: frozenset[int] = frozenset()
+    out = {}
+    for name, blocks, mixers in (("skip_block_val_loss", relaxed, none), ("skip_mixer_val_loss", none, relaxed)):
+        out[name] = (evaluate(model, val_batches, amp, skip=blocks, skip_mixer=mixers, task=task)["val_loss"]
+                     if relaxed else val_loss)
+    return out
+
+
 def validation_batches(task: Any, t: Any, dev: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The fixed validation batches (drawn from :data:`EVAL_SEED`: identical across runs and configurations)."""
     val_gen = torch.Generator().manual_seed(EVAL_SEED)
@@ -346,13 +360,7 @@ def train(
     for name, batches in eval_sets.items():  # named evaluation sets (lm's eval:), scored once, at the end
         metrics.update(task.eval_metrics(name, evaluate(model, batches, amp, task=task)["val_loss"]))
     if skip_relaxed:
-        relaxed = frozenset(i - 1 for i in resolved.relaxed_layers)
-        # the paper's skip removes the relaxed layers (whole blocks); skipping only their token mixers keeps
-        # the channel mixers, and asks whether the relaxed layers' *mixing* is what the model relies on
-        none: frozenset[int] = frozenset()
-        for name, blocks, mixers in (("skip_block_val_loss", relaxed, none), ("skip_mixer_val_loss", none, relaxed)):
-            metrics[name] = (evaluate(model, val_batches, amp, skip=blocks, skip_mixer=mixers, task=task)["val_loss"]
-                             if relaxed else val_loss)
+        metrics.update(skip_evaluations(model, resolved, val_batches, amp, task, val_loss))
     diagnostics = collect_diagnostics(model, val_batches[0][0][:DIAGNOSTIC_SEQUENCES]) if with_diagnostics else []
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _rss_peak()
