@@ -70,6 +70,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for n in (1, 2):
                 tps[n].append(ddp_tokens_per_second(spec_path, n))
+                print(f"  {n} process(es): {tps[n][-1]:,.0f} tokens/s", file=sys.stderr, flush=True)
         one, two = statistics.median(tps[1]), statistics.median(tps[2])
         print(f"DDP on the CPU (gloo), d_model 128, 4 layers, seq 128, global batch 16, {args.steps} steps, "
               f"median of {args.rounds}")
@@ -83,6 +84,8 @@ def main() -> None:
         for _ in range(args.rounds):
             secs["none"].append(checkpoint_seconds(args.steps, None, folder))
             secs["every 100"].append(checkpoint_seconds(args.steps, 100, folder))
+            print(f"  seconds without / with checkpoints: {secs['none'][-1]:.2f} / {secs['every 100'][-1]:.2f}",
+                  file=sys.stderr, flush=True)
         base, ck = statistics.median(secs["none"]), statistics.median(secs["every 100"])
         print()
         print(f"checkpoints, same model, {args.steps} steps, median of {args.rounds}")

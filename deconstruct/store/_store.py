@@ -190,6 +190,7 @@ class RunInfo:
     finished_at: datetime | None
     heartbeat_at: datetime | None
     trial_state: str | None = None  # the dc_trial state (None for runs written without one)
+    checkpoint_dir: str | None = None  # where its checkpoints are (None: train.checkpoint_every was not set)
 
     def value(self, name: str) -> float | None:
         """An objective or metric: a column of dc_run, else ``metrics[name]`` (aliases such as ``seconds``
