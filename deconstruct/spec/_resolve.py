@@ -44,7 +44,14 @@ def apply_override(data: dict[str, Any], assignment: str) -> Path_:
     keys: list[Any] = [int(k) if k.lstrip("-").isdigit() else k for k in dotted.strip().split(".")]
     if not keys or any(k == "" for k in keys):
         raise SpecError(f"--set has an empty path in {assignment!r}", hint="e.g. --set model.layers=2")
-    set_path(data, keys, parse_scalar(raw.strip()))
+    try:
+        value = parse_scalar(raw.strip())
+    except SpecError as exc:
+        raise SpecError(exc.message, file="--set", path=dotted.strip()) from None
+    try:
+        set_path(data, keys, value)
+    except SpecError as exc:
+        raise SpecError(exc.message, file="--set", path=exc.path, hint=exc.hint) from None
     return tuple(keys)
 
 
@@ -55,7 +62,8 @@ def set_path(data: Any, keys: list[Any], value: Any) -> None:
         nxt = keys[i + 1]
         if isinstance(node, list):
             if not isinstance(key, int) or not -len(node) <= key < len(node):
-                raise SpecError(f"index {key!r} is out of range (list of {len(node)})", path=".".join(map(str, keys[: i + 1])))
+                raise SpecError(f"index {key!r} is out of range (a list of {len(node)}, indexed from 0)",
+                                path=".".join(map(str, keys[: i + 1])))
             node = node[key]
             continue
         if not isinstance(node, dict):
@@ -68,6 +76,10 @@ def set_path(data: Any, keys: list[Any], value: Any) -> None:
         node = node[key]
     last = keys[-1]
     if isinstance(node, list) and isinstance(last, int):
+        if not -len(node) <= last < len(node):
+            raise SpecError(f"index {last} is out of range (a list of {len(node)}, indexed from 0)",
+                            path=".".join(map(str, keys)),
+                            hint=f"to replace the whole list: --set {'.'.join(map(str, keys[:-1]))}=[…]")
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value
@@ -93,7 +105,16 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def _pydantic_error(exc: ValidationError, where: _Where, root: type[BaseModel], prefix: Path_ = ()) -> SpecError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = errors[0]
+    if err["type"] == "list_type" and len(errors) > 1 and err["loc"][:1] == ("search",):
+        # a search entry is a list or a range: report the branch that matches what was written
+        if isinstance(err.get("input"), dict):
+            err = errors[1]
+        else:
+            where_ = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            return where.error(f"a search entry is a list of values or a range {{low, high, log, step}} "
+                               f"(got {err.get('input')!r})", prefix + where_)
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("list[any]", "str"))))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -106,6 +127,7 @@ def _pydantic_error(exc: ValidationError, where: _Where, root: type[BaseModel], 
         return where.error("required key is missing", prefix + loc)
     value = err.get("input")
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    shown = shown if len(shown) <= 60 else shown[:45] + "…" + shown[-10:]
     msg = msg[0].lower() + msg[1:] if msg else msg
     msg = msg.removeprefix("value error, ")
     return where.error(f"{msg} (got {shown})", prefix + loc)

@@ -15,6 +15,7 @@ The modules, by responsibility:
 - ``_events``: progress events, trial outcomes, the summary, the errors.
 """
 
+from deconstruct.study._check import CheckedSearch, check_search, check_space
 from deconstruct.study._events import StudyError, StudyEvents, StudySummary, TrialOutcome
 from deconstruct.study._match import Matched, Matcher, MatchError, match_space
 from deconstruct.study._pareto import (
@@ -40,6 +41,7 @@ from deconstruct.study._space import Param, Sample, SearchSpace, normalize
 from deconstruct.study._spec import read_spec, spec_hash, spec_identity
 
 __all__ = [
+    "CheckedSearch",
     "MatchError",
     "Matched",
     "Matcher",
@@ -62,6 +64,8 @@ __all__ = [
     "best",
     "best_record",
     "best_trial",
+    "check_search",
+    "check_space",
     "tied_with",
     "delete_study",
     "dominates",

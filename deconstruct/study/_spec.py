@@ -13,17 +13,10 @@ from deconstruct.study._events import StudyError
 def read_spec(path: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
     """The raw spec data of a file after ``--set`` overrides (validated, with line-numbered errors), and its
     text. This data, not the file, is what the study stores and every trial starts from."""
-    from pathlib import Path
+    from deconstruct.study._check import check_search
 
-    from deconstruct.spec import apply_override, load_spec
-    from deconstruct.spec._yaml import read_yaml_file
-
-    load_spec(path, overrides)  # validate the base configuration, with file/line errors
-    data, _, text = read_yaml_file(path)
-    for assignment in overrides:
-        apply_override(data, assignment)
-    data.setdefault("name", Path(path).stem)
-    return data, text
+    checked = check_search(path, overrides)  # the base configuration and every searched value, located
+    return checked.data, checked.text
 
 
 def spec_identity(spec: Any) -> dict[str, Any]:
