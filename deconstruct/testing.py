@@ -22,7 +22,16 @@ The checks (each raises ``AssertionError`` with a sentence saying what is wrong)
 - ``deterministic``: the same seed builds the same weights and buffers and gives the same output;
 - ``spec``:          the spec validator accepts the mixer (uniform and hybrid layouts), rejects a misspelt
                      option, and ``spec check`` can count parameters and FLOPs/token on the meta device;
-- ``trains``:        a tiny model (d_model 32, 2 layers, seq_len 32) trains a few steps to a finite loss.
+- ``trains``:        a tiny model (d_model 32, 2 layers, seq_len 32) trains a few steps to a finite loss;
+- ``positions``:     with ``model.positions: rope`` the model adds no position embedding, so a mixer that mixes
+                     tokens must apply :class:`deconstruct.model.Rotary` (or be order-aware by construction):
+                     reordering the tokens before position t must change the output at t;
+- ``weights``:       when the mixer has ``attention_weights(x, qk)``, it returns (B, H, T, T), finite, zero
+                     above the diagonal for causal tasks, and each row is a distribution (non-negative, sums
+                     to 1) unless the case says ``signed_weights`` (differential attention's rows are not);
+- ``flops``:         when the mixer has ``flops_per_token(T)``: a positive int, at least one FLOP per
+                     parameter, at most 2·parameters + 16·T·d (four times full attention over T keys), and
+                     not smaller for a longer sequence.
 
 Importing this module does not import pytest; torch is imported by the checks that need it.
 """
@@ -35,7 +44,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-CHECKS = ("shape", "causal", "gradients", "deterministic", "spec", "trains")
+from deconstruct._conformance import check_flops, check_positions, check_weights
+
+CHECKS = ("shape", "causal", "gradients", "deterministic", "spec", "trains", "positions", "weights", "flops")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,8 @@ class MixerCase:
     device: str = "cpu"
     atol: float = 1e-5  # tolerance of the causality and determinism comparisons
     allow_zero_grad: tuple[str, ...] = ()  # parameter names allowed a zero (but not a missing) gradient
+    ignores_positions: str = ""  # why the mixer may ignore token order under rope (skips ``positions``)
+    signed_weights: bool = False  # attention_weights rows may be negative or not sum to 1 (differential)
     registry: Any = field(default=None, compare=False)  # default: the installed plugins
 
     # -- what the checks build ----------------------------------------------------------------------------
@@ -86,6 +99,19 @@ class MixerCase:
                 "device": self.device,
             },
         }
+
+    def build_with(self, seed: int = 0, **model: Any) -> Any:
+        """The first layer's mixer for a spec with ``model`` overrides (e.g. ``positions="rope"``)."""
+        import torch
+
+        resolved = self.resolved(**model)
+        plan = resolved.layers[0]
+        torch.manual_seed(seed)
+        module = plan.mixer_entry.make(resolved.context(plan), plan.options)
+        init = getattr(module, "init_weights", None)
+        if callable(init):
+            init()
+        return module.to(self.device)
 
     def resolved(self, **model: Any) -> Any:
         from deconstruct.spec import load_spec
@@ -283,6 +309,9 @@ CHECK_FUNCS: dict[str, Callable[[MixerCase], None]] = {
     "deterministic": check_deterministic,
     "spec": check_spec,
     "trains": check_trains,
+    "positions": check_positions,
+    "weights": check_weights,
+    "flops": check_flops,
 }
 
 
@@ -336,7 +365,8 @@ class MixerConformance:
 
     ``options`` (the mixer's options), ``plugins`` (modules to register without installing), and any
     :class:`MixerCase` setting as a class attribute (``d_model``, ``heads``, ``seq_len``, ``batch_size``,
-    ``layers``, ``train_steps``, ``task``, ``device``, ``atol``, ``allow_zero_grad``).
+    ``layers``, ``train_steps``, ``task``, ``device``, ``atol``, ``allow_zero_grad``, ``ignores_positions``,
+    ``signed_weights``).
     """
 
     mixer_name: str = ""
@@ -353,6 +383,8 @@ class MixerConformance:
     device = "cpu"
     atol = 1e-5
     allow_zero_grad: tuple[str, ...] = ()
+    ignores_positions = ""
+    signed_weights = False
 
     def mixer_case(self) -> MixerCase:
         if not self.mixer_name:
@@ -363,6 +395,7 @@ class MixerConformance:
             d_model=self.d_model, heads=self.heads, seq_len=self.seq_len, batch_size=self.batch_size,
             layers=self.layers, train_steps=self.train_steps, task=self.task, device=self.device,
             atol=self.atol, allow_zero_grad=tuple(self.allow_zero_grad),
+            ignores_positions=self.ignores_positions, signed_weights=self.signed_weights,
         )
 
     def test_output_shape(self) -> None:
@@ -388,6 +421,15 @@ class MixerConformance:
     def test_trains(self) -> None:
         check_trains(self.mixer_case())
 
+    def test_positions(self) -> None:
+        check_positions(self.mixer_case())
+
+    def test_attention_weights(self) -> None:
+        check_weights(self.mixer_case())
+
+    def test_flops(self) -> None:
+        check_flops(self.mixer_case())
+
 
 __all__ = [
     "CHECKS",
@@ -395,11 +437,14 @@ __all__ = [
     "MixerConformance",
     "check_causal",
     "check_deterministic",
+    "check_flops",
     "check_gradients",
     "check_light_import",
     "check_mixer",
+    "check_positions",
     "check_shape",
     "check_spec",
     "check_trains",
+    "check_weights",
     "registry_with",
 ]

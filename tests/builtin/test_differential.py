@@ -28,6 +28,7 @@ PLUGINS = (differential_plugin,)
 class TestDifferentialConformance(MixerConformance):
     mixer_name = "differential"
     plugins = PLUGINS
+    signed_weights = True  # rows are signal − λ·noise: they sum to 1 − λ and may be negative
 
 
 def test_gda_conformance():

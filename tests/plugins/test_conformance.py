@@ -62,8 +62,8 @@ class Narrow(nn.Module):
         return self.proj(x)
 
 
-class Good(nn.Module):
-    """Causal cumulative mean: fine."""
+class Orderless(nn.Module):
+    """Causal cumulative mean: mixes tokens but cannot tell their order (no positions under rope)."""
 
     def __init__(self, ctx, options):
         super().__init__()
@@ -74,11 +74,46 @@ class Good(nn.Module):
         return self.proj(x.cumsum(1) / n)
 
 
+class Good(nn.Module):
+    """Causal exponential moving average (order-aware by construction), with its mixing matrix and FLOPs."""
+
+    def __init__(self, ctx, options):
+        super().__init__()
+        self.proj = nn.Linear(ctx.d_model, ctx.d_model, bias=False)
+
+    def weights(self, T):
+        i = torch.arange(T)
+        w = (0.8 ** (i[:, None] - i[None, :]).clamp(min=0).float()).tril()  # (T, T)
+        return w / w.sum(-1, keepdim=True)
+
+    def attention_weights(self, x, qk=None):
+        B, T, _ = x.shape
+        return self.weights(T).expand(B, 1, T, T)  # (B, H=1, T, T)
+
+    def forward(self, x, qk=None):
+        return self.proj(self.weights(x.shape[1]).to(x.dtype) @ x)
+
+    def flops_per_token(self, seq_len):
+        return 2 * self.proj.weight.numel() + 2 * (seq_len + 1) // 2 * self.proj.weight.shape[0]
+
+
+class Unnormalised(Good):
+    def attention_weights(self, x, qk=None):
+        return 2 * super().attention_weights(x, qk)
+
+
+class Miscounted(Good):
+    def flops_per_token(self, seq_len):
+        return 3  # per layer and sequence? not per token
+
+
 class BadMixers:
     @hookimpl
     def register_mixers(self, register):
         for name, cls, opts in (("leaky", Leaky, Strict), ("unused", Unused, Strict), ("unseeded", Unseeded, Strict),
-                                ("narrow", Narrow, Strict), ("loose", Good, Loose), ("good", Good, Strict)):
+                                ("narrow", Narrow, Strict), ("loose", Good, Loose), ("good", Good, Strict),
+                                ("orderless", Orderless, Strict), ("unnormalised", Unnormalised, Strict),
+                                ("miscounted", Miscounted, Strict)):
             register(name, build=lambda ctx, o, cls=cls: cls(ctx, o), options=opts)
 
 
@@ -93,6 +128,9 @@ PLUGIN = (BadMixers(),)
         ("unseeded", "deterministic", "'noise' differs between two builds with the same seed"),
         ("narrow", "shape", "forward maps (4, 32, 32) to (4, 32, 16)"),
         ("loose", "spec", "a misspelt option was accepted"),
+        ("orderless", "positions", "ignores token order under positions: rope"),
+        ("unnormalised", "weights", "attention_weights rows sum to 1 ± 1"),
+        ("miscounted", "flops", "flops_per_token(32) = 3 is below its"),
     ],
 )
 def test_each_check_names_the_problem(name: str, check: str, message: str) -> None:
@@ -115,7 +153,8 @@ class TestMLPMixerConformance(MixerConformance):
 
 def test_base_class_has_one_test_per_check() -> None:
     tests = {n for n in dir(MixerConformance) if n.startswith("test_")}
-    assert tests == {"test_output_shape", "test_causal", "test_gradients", "test_deterministic", "test_spec", "test_trains"}
+    assert tests == {"test_output_shape", "test_causal", "test_gradients", "test_deterministic", "test_spec", "test_trains",
+                     "test_positions", "test_attention_weights", "test_flops"}
     assert len(tests) == len(CHECKS)
 
 
