@@ -48,3 +48,9 @@ class RunError(DeconstructError):
 
 class DataError(DeconstructError):
     """A prepared dataset that is missing, incomplete, truncated or corrupt, or a source that cannot be read."""
+
+
+class StorageError(DeconstructError):
+    """The study database cannot be used (missing, damaged, read-only, unreachable): an environment fault."""
+
+    exit_code = 1

@@ -140,6 +140,8 @@ class Registry:
     #: (kind, name) -> every plugin that registered it, first (the holder, if built-in) first
     conflicts: dict[tuple[Kind, str], tuple[str, ...]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # other one-line notes (e.g. a plugin with no hooks)
+    #: installed plugins that DECONSTRUCT_LOAD_PLUGINS leaves out (not loaded, so what they provide is unknown)
+    excluded: dict[str, PluginInfo] = field(default_factory=dict)
     pm: pluggy.PluginManager | None = None
 
     # -- registration -----------------------------------------------------------------------------------
@@ -239,6 +241,9 @@ class Registry:
         msg = f"unknown {kind.replace('_', ' ')} {name!r}: {hint}registered: {', '.join(known) or 'none'}"
         if self.broken:
             msg += f" (plugins that failed to load: {', '.join(sorted(self.broken))})"
+        elif self.excluded:
+            msg += (f" (not loaded because {LOAD_ENV}={os.environ.get(LOAD_ENV, '')!r}: "
+                    f"{', '.join(sorted(self.excluded))}; add the one that provides it, or unset {LOAD_ENV})")
         elif not close:
             msg += " (is the plugin that provides it installed? see `deconstruct plugins list`)"
         return msg
@@ -367,6 +372,8 @@ def build_registry(extra_plugins: tuple[Any, ...] = (), *, entry_points: bool = 
             keys = {_normalise(ep.name), _normalise(package)} if package else {_normalise(ep.name)}
             found |= keys
             if wanted is not None and not keys & {_normalise(w) for w in wanted}:
+                reg.excluded[ep.name] = PluginInfo(ep.name, dist.version if dist is not None else "?", ep.value,
+                                                   False, [], package)
                 continue
             if ep.name in reg.plugins or ep.name in reg.broken:
                 add(None, ep.name, "?", False, package, ep.value)  # records the clash of names
@@ -420,21 +427,36 @@ def plugins_for(resolved: Any) -> list[dict[str, Any]]:
     """The plugins that provide what a resolved spec uses — every layer's mixer (and the presets it goes
     through), channel mixer, and the task — in order of first use, as
     ``[{"name": …, "version": …, "provides": ["mixer:attention", "task:stdlib", …]}]`` (``provides`` sorted).
+    Each also has ``source``, a hash of the providing package's source files (see :mod:`deconstruct._code`).
     Stored with every run, so a result can be traced to the code that produced it. Read from the entries
     resolution kept (:attr:`LayerPlan.mixer_entries` …), so no name is looked up again."""
+    from deconstruct._code import source_hash
+
     provides: dict[str, set[str]] = {}  # plugin -> "kind:name"; dicts keep the order of first use
     versions: dict[str, str] = {}
+    sources: dict[str, str] = {}  # a hash of the plugin's source files: an edit without a version bump shows
 
     def add(entry: Entry) -> None:
         provides.setdefault(entry.plugin, set()).add(f"{entry.kind}:{entry.name}")
         versions.setdefault(entry.plugin, entry.version)
+        if entry.plugin not in sources:
+            build = entry.build
+            module = build.split(":", 1)[0] if isinstance(build, str) else getattr(build, "__module__", None)
+            module = module or _plugin_module(entry.plugin)
+            sources[entry.plugin] = source_hash(module) if module else ""
 
     for plan in resolved.layers:
         for entry in plan.mixer_entries:
             add(entry)
         add(plan.channel_entry)
     add(resolved.task_entry)
-    return [{"name": n, "version": versions[n], "provides": sorted(v)} for n, v in provides.items()]
+    return [{"name": n, "version": versions[n], "source": sources[n], "provides": sorted(v)} for n, v in provides.items()]
+
+
+def _plugin_module(plugin: str) -> str:
+    """The module a plugin was loaded from (built-ins are named by their module)."""
+    info = get_registry().plugins.get(plugin)
+    return info.module if info is not None else plugin
 
 
 @lru_cache(maxsize=1)

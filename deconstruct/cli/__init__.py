@@ -36,6 +36,40 @@ def debug() -> bool:
     return os.environ.get("DECONSTRUCT_DEBUG", "") not in ("", "0")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler ending a job, ``kill``), handled like Ctrl-C: the running trial is recorded as
+    interrupted; the exit code is 143 (128 + SIGTERM) instead of 130."""
+
+
+def interrupt_code(exc: BaseException) -> int:
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` in the main thread (POSIX; a no-op where it cannot be set).
+    Returns the previous handler, for :func:`restore_sigterm` (the CLI can run inside another program)."""
+    import signal
+
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        return None
+
+
+def restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one error line on stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
@@ -46,17 +80,55 @@ class ErrorHandlingGroup(TyperGroup):
     """Turns DeconstructError (and Ctrl-C) into one clear line and an exit code, for every sub-command."""
 
     def invoke(self, ctx: ClickContext) -> Any:
+        previous = handle_sigterm()
+        try:
+            return self._invoke(ctx)
+        finally:
+            restore_sigterm(previous)
+
+    def _invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except DeconstructError as exc:
             if debug():
                 raise
             fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug():
                 raise
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            typer.echo("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted", err=True)
+            raise typer.Exit(interrupt_code(exc)) from None
+        except (MemoryError, OSError, RuntimeError) as exc:  # the environment, not the input: exit 1
+            line = environment_fault(exc)
+            if line is None or debug():
+                raise
+            fail(line, 1)
+        except Exception as exc:
+            if debug() or not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            # a database error outside deconstruct's engines (Optuna's)
+            from deconstruct.store import storage_error
+
+            fail(str(storage_error(os.environ.get("DECONSTRUCT_STORAGE", "the study database"), exc)), 1)
+
+
+def environment_fault(exc: BaseException) -> str | None:
+    """One line for a fault of the machine rather than of the input (memory, files), or None (a bug: let the
+    traceback show)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text:
+        import re
+
+        asked = re.search(r"tried to allocate (\d+ bytes|[\d.]+ ?[KMGT]i?B)", text, re.IGNORECASE)
+        size: str | None = asked.group(1) if asked else None
+        if size and size.endswith("bytes"):
+            size = f"{int(size.split()[0]) / 2**30:,.1f} GiB"
+        what = f"a tensor of {size} does not fit" if size else type(exc).__name__
+        return f"out of memory: {what} (make the model, batch or sequence smaller)"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot access{where}: {exc.strerror}"
+    return None
 
 
 def _warn_plugin_problems() -> None:

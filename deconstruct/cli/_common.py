@@ -9,8 +9,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
-stdout = Console(soft_wrap=True)  # data
-stderr = Console(stderr=True)  # progress, warnings, errors
+# markup off: every string printed is data (a searched value "[/bold]", an error quoting "[x]") shown as is;
+# styling goes through rich.text.Text / table styles, never through markup in strings
+stdout = Console(soft_wrap=True, markup=False)  # data
+stderr = Console(stderr=True, markup=False)  # progress, warnings, errors
 
 SET_HELP = "Override a spec key: --set PATH=VALUE (VALUE parsed as YAML), e.g. --set model.layers=2. Repeatable."
 SetOption = typer.Option([], "--set", "-s", help=SET_HELP, metavar="PATH=VALUE")

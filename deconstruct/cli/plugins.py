@@ -22,6 +22,13 @@ def plugin_rows(all_: bool = False) -> list[dict[str, Any]]:
         for p in reg.plugins.values()
         if all_ or not p.builtin
     ]
+    import os
+
+    from deconstruct.plugins import LOAD_ENV
+
+    rows += [{"name": p.name, "version": p.version, "package": p.package, "module": p.module, "builtin": False,
+              "hooks": [], "status": "excluded", "error": f"not loaded: {LOAD_ENV}={os.environ.get(LOAD_ENV, '')!r}"}
+             for p in reg.excluded.values()]
     known = {r["name"]: r for r in rows}
     for name, why in sorted(reg.broken.items()):
         if name in known:  # loaded, then disabled by a hook that raised
@@ -34,7 +41,7 @@ def plugin_rows(all_: bool = False) -> list[dict[str, Any]]:
 
 @plugins_app.command("list")
 def list_plugins(
-    all_: bool = typer.Option(False, "--all", help="Include the built-in plugins."),
+    all_: bool = typer.Option(False, "--all", metavar="", help="Include the built-in plugins."),
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json"),
 ) -> None:
     """List plugins found through the ``deconstruct`` entry-point group (and the built-ins with --all).
@@ -56,6 +63,7 @@ def list_plugins(
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("name", no_wrap=True)
@@ -64,7 +72,10 @@ def list_plugins(
     table.add_column("status", overflow="fold")
     for r in rows:
         hooks = ", ".join(h.removeprefix("register_") for h in r["hooks"]) or "—"
-        status = "ok" if r["status"] == "ok" else f"[red]disabled[/red]: {r['error']}"
+        if r["status"] == "ok":
+            status = Text("ok")
+        else:
+            status = Text.assemble((r["status"], "red" if r["status"] == "disabled" else "yellow"), f": {r['error']}")
         table.add_row(r["name"], r["version"], hooks, status)
     stdout.print(table)
 

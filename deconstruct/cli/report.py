@@ -69,7 +69,7 @@ def report_command(
         from rich.console import Console
 
         with out.open("w", encoding="utf-8") as f:
-            console = Console(file=f, width=200, no_color=True, soft_wrap=False)
+            console = Console(file=f, width=200, no_color=True, soft_wrap=False, markup=False)
             for item in result:
                 console.print(item)
     elif out is None:

@@ -17,7 +17,9 @@ def describe_spec(path: Path, overrides: list[str]) -> dict:
     """The resolved spec as data: layers, parameter count and analytic FLOPs/token."""
     from deconstruct.model import model_cost
     from deconstruct.spec import load_spec
+    from deconstruct.study._check import check_search
 
+    checked = check_search(path, overrides)  # every searched value too: what `study run` would refuse
     resolved = load_spec(path, overrides)
     cost = model_cost(resolved)  # built on the meta device: no memory, no initialisation cost
     return {
@@ -36,6 +38,7 @@ def describe_spec(path: Path, overrides: list[str]) -> dict:
         "search": {k: (v if isinstance(v, list) else v.model_dump()) for k, v in resolved.spec.search.items()},
         "match": resolved.spec.study.match.model_dump(mode="json"),
         "configurations": configurations(resolved, path, overrides),
+        "search_configurations": checked.points,
     }
 
 
@@ -65,7 +68,7 @@ def configurations(resolved: Any, path: Path, overrides: list[str]) -> list[dict
 
 @spec_app.command("check")
 def check(
-    spec: Path = typer.Argument(..., help="Spec YAML file."),
+    spec: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file."),
     set_: list[str] = SetOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="table or json"),
 ) -> None:
@@ -80,7 +83,6 @@ def check(
     if format == TableFormat.json:
         print_json(info)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{info['name']} — {len(info['layers'])} layers", title_justify="left")
@@ -94,7 +96,9 @@ def check(
     stdout.print(f"parameters: {info['params']:,} ({human(info['params'])})")
     stdout.print(f"forward FLOPs/token: {info['flops_per_token']:,} ({human(info['flops_per_token'])})")
     if info["search"]:
-        stdout.print("search: " + "; ".join(f"{k} ∈ {v}" for k, v in info["search"].items()))
+        stdout.print("search: " + "; ".join(f"{k} ∈ {v}" for k, v in info["search"].items()), markup=False)
+    if info["search_configurations"] is not None:
+        stdout.print(f"search configurations: {info['search_configurations']}, each resolves to a valid spec")
     if info["configurations"]:
         how = info["match"]["params"]
         title = "configurations" + (f" — parameters matched through model.{how} (±{info['match']['tolerance']:.0%})" if how != "none" else "")
@@ -102,7 +106,7 @@ def check(
         for col in ("configuration", "parameters", "FLOPs/token", "steps", *([how] if how != "none" else [])):
             configs.add_column(col, overflow="fold")
         for c in info["configurations"]:
-            what = escape(", ".join(f"{k}={v}" for k, v in c["params"].items()) or "(baseline)")
+            what = ", ".join(f"{k}={v}" for k, v in c["params"].items()) or "(baseline)"  # plain text: no markup
             row = [what, f"{c['param_count']:,}", human(c["flops_per_token"]), str(c["steps"])]
             configs.add_row(*row, *([str(c["matched"])] if how != "none" else []))
         stdout.print(configs)

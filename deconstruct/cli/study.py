@@ -58,7 +58,7 @@ class StudyProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             TimeElapsedColumn(),
             console=stderr,
             disable=not stderr.is_terminal and not _force(),
@@ -67,6 +67,11 @@ class StudyProgress:
         self.run_task: Any = None
         self.objectives: list[str] = ["val_loss"]
         self.val = "—"
+        self.plain: Any = None  # PlainProgress of the current run when stderr is not a terminal
+        # a worker started by `--workers` (DECONSTRUCT_PROGRESS=0) logs to a file the parent reads: no lines
+        import os
+
+        self.quiet = os.environ.get("DECONSTRUCT_PROGRESS") == "0"
 
     def __enter__(self) -> StudyProgress:
         self.progress.__enter__()
@@ -91,20 +96,31 @@ class StudyProgress:
         self.number, self.params = number, params
 
     def on_run_start(self, number: int, seed: int, info: dict[str, Any]) -> None:
+        if self.progress.disable and not self.quiet:  # a log file or a cluster job: plain lines, periodically
+            from deconstruct.cli._progress import PlainProgress
+
+            self.plain = PlainProgress(f"trial {number} seed {seed}")
+            self.plain.on_start(info)
+            return
         if self.run_task is not None:
             self.progress.remove_task(self.run_task)
         self.val = "—"
         self.run_task = self.progress.add_task(f"trial {number} seed {seed}", total=info["steps"], detail="")
 
     def on_step(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if self.plain is not None:
+            self.plain.on_step(step, loss, tokens_per_second)
         if self.run_task is not None:
             self.progress.update(self.run_task, completed=step,
                                  detail=f"loss {loss:.3f} val {self.val} {tokens_per_second:,.0f} tok/s")
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         self.val = f"{metrics['val_loss']:.3f}"
+        if self.plain is not None:
+            self.plain.on_eval(step, metrics)
 
     def on_run_end(self, number: int, seed: int, status: str, error: str | None) -> None:
+        self.plain = None
         if self.run_task is not None:
             self.progress.remove_task(self.run_task)
             self.run_task = None
@@ -148,14 +164,29 @@ def _print_summary(summary: Any, format: TableFormat) -> None:
                      highlight=False, soft_wrap=True)
 
 
+#: how a worker process starts: the CLI's entry point, with the working directory NOT on sys.path (a file
+#: there named like a standard-library module must not run inside every worker)
+_WORKER_BOOT = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+                "from deconstruct.cli import main; sys.argv[0] = 'deconstruct'; main()")
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per process so that ``workers`` processes share the cores instead of oversubscribing."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
 def _spawn_workers(runner: Any, n: int, device: str | None) -> list[tuple[Any, Any]]:
-    """``n`` more ``deconstruct study worker`` processes on this machine; their output goes to temp files."""
+    """``n`` more ``deconstruct study worker`` processes on this machine; their output goes to temp files.
+    Unless OMP_NUM_THREADS is set, each process (this one too) gets cores // (n + 1) torch threads."""
     import os
     import subprocess
     import sys
     import tempfile
 
-    cmd = [sys.executable, "-m", "deconstruct", "study", "worker", runner.name, "--storage", runner.url,
+    cmd = [sys.executable, "-c", _WORKER_BOOT, "study", "worker", runner.name, "--storage", runner.url,
            "--n-trials", str(runner.target)]
     if runner.timeout is not None:
         cmd += ["--timeout", str(runner.timeout)]
@@ -163,11 +194,72 @@ def _spawn_workers(runner: Any, n: int, device: str | None) -> list[tuple[Any, A
         cmd += ["--device", device]
     if runner._checkpoint_root:
         cmd += ["--checkpoint-dir", str(runner._checkpoint_root)]
+    env = {**os.environ, "DECONSTRUCT_PROGRESS": "0"}
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        threads = worker_threads(n + 1)
+        env["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
     procs = []
     for _ in range(n):
         log = tempfile.TemporaryFile(mode="w+")
-        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "DECONSTRUCT_PROGRESS": "0"}), log))
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env), log))
     return procs
+
+
+class _WorkerWatch:
+    """Polls the local worker processes every second: one that dies is reported at once (with the last line
+    it wrote) and its trial is closed and queued for retry, instead of waiting for its heartbeat to expire."""
+
+    def __init__(self, runner: Any, procs: list[tuple[Any, Any]], progress: Any):
+        import threading
+
+        self.runner, self.procs, self.progress = runner, procs, progress
+        from deconstruct.store._store import utcnow
+
+        self.stop = threading.Event()
+        self.reported: set[int] = set()
+        self.shown: set[int] = set()
+        self.since = utcnow()
+        self.thread = threading.Thread(target=self._loop, name="deconstruct-worker-watch", daemon=True)
+        self.thread.start()
+
+    def _others(self) -> None:
+        """Print the trials the workers finished since the last look (the parent prints its own)."""
+        import os
+
+        for t in self.runner.rows.trials():
+            if t.state == "running" or t.pid in (None, os.getpid()) or t.number in self.shown:
+                continue
+            self.shown.add(t.number)
+            if t.finished_at is not None and t.finished_at < self.since:
+                continue  # finished before this command started
+            values = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.runner.objectives, t.values or [], strict=False))
+            state = f"completed {values}" if t.state == "completed" else f"{t.state}: {t.error}"
+            self.progress.print(f"trial {t.number} (worker {t.pid}) {_params(t.search_params)} — {state}")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                self._others()
+            except Exception:  # a display nicety: never let it stop the study
+                pass
+            for proc, _log in self.procs:
+                code = proc.poll()  # reaps it: a zombie would still look alive to the runner
+                if code is None or code == 0 or proc.pid in self.reported:
+                    continue
+                self.reported.add(proc.pid)
+                how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                self.progress.print(f"worker {proc.pid} {how}; its trial is recorded as 'worker died' and retried")
+                try:
+                    self.runner.recovery.sweep(self.runner.study)
+                except Exception:  # the main loop's housekeeping closes it soon anyway
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 def _wait_workers(procs: list[tuple[Any, Any]], interrupt: bool = False) -> int:
@@ -193,31 +285,65 @@ def _run(make_runner: Any, format: TableFormat, workers: int = 1, device: str | 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    from deconstruct.cli import interrupt_code
+
     procs: list[tuple[Any, Any]] = []
+    watch: _WorkerWatch | None = None
     with StudyProgress() as progress:
         runner = make_runner(progress)
         try:
             if workers > 1:
                 procs = _spawn_workers(runner, workers - 1, device)
                 progress.print(f"started {workers - 1} more worker(s): pids {[p.pid for p, _ in procs]}")
+                watch = _WorkerWatch(runner, procs, progress)
             summary = runner.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             progress.progress.stop()
+            if watch is not None:
+                watch.close()
             _wait_workers(procs, interrupt=True)
             what = (f"trial {runner.interrupted} is recorded as failed (interrupted) and will be retried"
                     if runner.interrupted is not None else "between trials")
-            stderr.print(f"interrupted: {what}; run the same command to continue study {runner.name}",
+            verb = "terminated" if interrupt_code(exc) == 143 else "interrupted"
+            stderr.print(f"{verb}: {what}; run the same command to continue study {runner.name}",
                          highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupt_code(exc)) from None
+        if watch is not None:
+            watch.close()
         code = _wait_workers(procs)
     _print_summary(summary, format)
-    if code:
-        raise typer.Exit(code)
+    failed = _failed_line(runner)
+    if failed:
+        stderr.print(f"error: {failed}", highlight=False, soft_wrap=True)
+    if code or failed:
+        raise typer.Exit(code or 1)
+
+
+def _failed_line(runner: Any) -> str | None:
+    """One line counting the study's failed trials (those not to be retried), with their commonest reasons."""
+    from collections import Counter
+
+    from deconstruct.store import is_retryable
+
+    trials = runner.rows.trials()
+    retried = {t.retry_of for t in trials if t.retry_of is not None}  # a later trial took their place
+    trials = [t for t in trials if t.number not in retried]
+    failed = [t for t in trials if t.state == "failed" and not is_retryable(t.error)]
+    if not failed:
+        return None
+    def short(error: str | None) -> str:
+        text = (error or "unknown").split(";", 1)[0]
+        return text if len(text) <= 60 else text[:59] + "…"
+
+    reasons = Counter(short(t.error) for t in failed)
+    shown = "; ".join(f"{r} ×{n}" for r, n in reasons.most_common(3))
+    return (f"{len(failed)} of {len(trials)} trials of study {runner.name} failed ({shown}); "
+            f"see `deconstruct study show {runner.name}`")
 
 
 @study_app.command("run")
 def run(
-    spec: Path = typer.Argument(..., help="Spec YAML file (its `search` and `study` sections)."),
+    spec: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file (its `search` and `study` sections)."),
     storage: str = StorageOption,
     n_trials: int = NTrialsOption,
     timeout: float = TimeoutOption,
@@ -225,6 +351,11 @@ def run(
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes on this machine, this one included."),
     device: str = DeviceOption,
     checkpoint_dir: str = CheckpointOption,
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", metavar="",
+        help="Retry every failed trial once (without it, a failed trial is retried when the code, plugins or "
+             "environment changed since it failed).",
+    ),
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f", help="Summary as table or json."),
 ) -> None:
     """Run SPEC's study, or continue it: trials and runs are stored; an interrupted study resumes.
@@ -239,12 +370,13 @@ def run(
 
     data, text = read_spec(str(spec), set_)
     _run(lambda events: StudyRunner(data, text, storage=storage, n_trials=n_trials, timeout=timeout,
-                                    events=events, device=device, checkpoint_root=checkpoint_dir), format, workers, device)
+                                    events=events, device=device, checkpoint_root=checkpoint_dir,
+                                    retry="all" if retry_failed else "changed"), format, workers, device)
 
 
 @study_app.command("worker")
 def worker(
-    name: str = typer.Argument(..., help="Name of an existing study."),
+    name: str = typer.Argument(..., metavar="NAME", help="Name of an existing study."),
     storage: str = StorageOption,
     n_trials: int = NTrialsOption,
     timeout: float = TimeoutOption,
@@ -273,7 +405,7 @@ def worker(
     leader = data_parallel(nproc, device)  # followers of a torchrun world never return from here
     try:
         _run(lambda events: StudyRunner(info.spec, info.spec_text, storage=storage, n_trials=n_trials, timeout=timeout,
-                                        events=events, device=device, checkpoint_root=checkpoint_dir), format)
+                                        events=events, device=device, checkpoint_root=checkpoint_dir, retry="none"), format)
     except BaseException:
         if leader:
             end_data_parallel(ok=False)
@@ -316,7 +448,7 @@ def list_studies(
 
     rows: list[dict[str, Any]] = []
     try:
-        store = Store(storage, create=False)
+        store = Store(storage, readonly=True)  # writes nothing: works on a read-only file system
     except StudyNotFound:  # no database yet: no studies (and no file created)
         store = None
     for info in store.studies() if store is not None else []:
@@ -343,7 +475,7 @@ def list_studies(
 
 @study_app.command("show")
 def show(
-    name: str = typer.Argument(..., help="Study name."),
+    name: str = typer.Argument(..., metavar="NAME", help="Study name."),
     storage: str = StorageOption,
     format: TableFormat = typer.Option(TableFormat.table, "--format", "-f"),
 ) -> None:
@@ -356,7 +488,7 @@ def show(
     """
     from deconstruct.store import Store
 
-    store = Store(storage, create=False)
+    store = Store(storage, readonly=True)
     info = store.study(name)
     trials = store.trials(name)
     runs = store.runs(name)
@@ -364,9 +496,20 @@ def show(
     if best is not None:
         config = next((r.config for r in runs if r.config_hash == best["config_hash"] and r.status == "completed"), None)
         best["config"] = config
+    from deconstruct._code import code_key
+
+    # the code behind each trial's runs, numbered in order of first use: more than one means mixed code
+    codes: dict[Any, int] = {}
+    trial_code: dict[int, set[int]] = {}
+    for r in runs:
+        if r.status == "completed":
+            n = codes.setdefault(code_key(r.versions, r.plugins), len(codes) + 1)
+            trial_code.setdefault(r.trial_number, set()).add(n)
     data: dict[str, Any] = {
         "study": info.to_dict(),
-        "trials": [{**t.to_dict(), "runs": [r.id for r in runs if r.trial_number == t.number]} for t in trials],
+        "code_versions": len(codes),
+        "trials": [{**t.to_dict(), "runs": [r.id for r in runs if r.trial_number == t.number],
+                    "code": sorted(trial_code.get(t.number, ()))} for t in trials],
         "best": best,
         "pareto": pareto,
     }
@@ -381,10 +524,15 @@ def show(
     for t in data["trials"]:
         seeds = f"{len(t['runs'])} run(s)" + (f", reused {t['reused']}" if t["reused"] else "")
         notes = [t["error"] or "", f"retry of {t['retry_of']}" if t["retry_of"] is not None else "",
-                 f"not applied: {', '.join(t['inactive_params'])}" if t["inactive_params"] else ""]
+                 f"not applied: {', '.join(t['inactive_params'])}" if t["inactive_params"] else "",
+                 f"code {', '.join(map(str, t['code']))}" if len(codes) > 1 and t["code"] else ""]
         note = "; ".join(n for n in notes if n)
         table.add_row(str(t["number"]), t["state"], _fmt(t["values"]), _params(t["search_params"]), seeds, note)
     stdout.print(table)
+    if len(codes) > 1:
+        stdout.print(f"note: these runs were made by {len(codes)} different versions of the code (deconstruct or a "
+                     "plugin changed between them; 'code N' in the notes says which); compare with care, or rerun "
+                     "in a new study", highlight=False, soft_wrap=True)
     if best:
         stdout.print(f"best: trial {best['number']} {info.objectives[0]}={_fmt(best['values'])} — {_params(best['params'])} "
                      f"(config {best['config_hash']})", highlight=False, soft_wrap=True)
@@ -394,9 +542,9 @@ def show(
 
 @study_app.command("delete")
 def delete(
-    name: str = typer.Argument(..., help="Study name."),
+    name: str = typer.Argument(..., metavar="NAME", help="Study name."),
     storage: str = StorageOption,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = typer.Option(False, "--yes", "-y", metavar="", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a study: its trials, runs and curves, and its Optuna study.
 

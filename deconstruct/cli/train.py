@@ -20,11 +20,11 @@ from deconstruct.cli._common import (
 
 
 def train_command(
-    spec: Path = typer.Argument(..., help="Spec YAML file."),
+    spec: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file."),
     set_: list[str] = SetOption,
     seed: int = typer.Option(None, "--seed", help="Seed (default: the first of train.seeds)."),
     skip_relaxed: bool = typer.Option(
-        False, "--skip-relaxed", help="Also report skip_block_val_loss (the paper's skip: relaxed blocks removed) and skip_mixer_val_loss (only their token mixers removed)."
+        False, "--skip-relaxed", metavar="", help="Also report skip_block_val_loss (the paper's skip: relaxed blocks removed) and skip_mixer_val_loss (only their token mixers removed)."
     ),
     device: str = DeviceOption,
     nproc: int = NprocOption,
@@ -40,7 +40,7 @@ def train_command(
     Examples:
       deconstruct train studies/quickstart.yaml
       deconstruct train studies/quickstart.yaml --set model.mixer.kind=mlp --set train.steps=50
-      deconstruct train studies/principles.yaml --set model.layout=hybrid --skip-relaxed --format json
+      deconstruct train studies/principles.yaml --set model.mixer=mlp --set model.layout=hybrid --skip-relaxed
       deconstruct train studies/quickstart.yaml --set train.checkpoint_every=100   # run again to resume
     """
     from deconstruct.spec import load_spec

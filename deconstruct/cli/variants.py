@@ -93,8 +93,8 @@ def list_variants(
         print_json(rows)
         return
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     for k in (kind.value,) if kind else ("mixer", "channel_mixer", "task"):
         group = [r for r in rows if r["kind"] == k]
@@ -106,12 +106,12 @@ def list_variants(
         table.add_column("what it is · options · paper", ratio=1)
         table.add_column("plugin", no_wrap=True)
         for r in group:
-            text = escape(r["summary"] or "—")
+            text = Text(r["summary"] or "—")
             opts = _options_text(r)
             if opts:
-                text += f"\n[cyan]{escape(opts)}[/cyan]"
+                text.append("\n" + opts, style="cyan")
             if r["paper"]:
-                text += f"\n[dim]{escape(r['paper'])}[/dim]"
+                text.append("\n" + r["paper"], style="dim")
             plugin = "built-in" if r["builtin"] else f"{r['plugin']} {r['plugin_version']}"
             table.add_row(r["name"], text, plugin)
             table.add_section()

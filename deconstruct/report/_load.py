@@ -108,7 +108,7 @@ def load_studies(names: list[str], url: str, metric: str | None = None) -> tuple
     from deconstruct.store import Store
 
     metric = metrics.canonical(metric) if metric is not None else None
-    store = Store(url, create=False)
+    store = Store(url, readonly=True)  # a report writes nothing (works on a read-only store)
     try:
         infos = [store.study(name) for name in names]
     except DeconstructError:

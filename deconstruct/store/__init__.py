@@ -29,6 +29,8 @@ from deconstruct.store._store import (
     is_retryable,
     make_engine,
     sqlite_path,
+    storage_error,
+    watch_errors,
 )
 from deconstruct.store._study import StudyStore
 
@@ -48,4 +50,6 @@ __all__ = [
     "is_retryable",
     "make_engine",
     "sqlite_path",
+    "storage_error",
+    "watch_errors",
 ]

@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from deconstruct._errors import DeconstructError
+from deconstruct._errors import DeconstructError, StorageError
 
 VERSION_TABLE = "dc_schema_version"
 
@@ -180,7 +180,7 @@ def upgrade(engine: Engine, to: int | None = None) -> int:
     for attempt in range(5):
         try:
             return _upgrade_once(engine, target)
-        except DBAPIError:
+        except (DBAPIError, StorageError):  # StorageError: what the engine's error hook makes of a DBAPIError
             # another worker may be migrating the same database: wait, re-read, retry
             time.sleep(0.2 * (attempt + 1))
             with engine.connect() as conn:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from deconstruct._errors import DeconstructError
+from deconstruct._errors import DeconstructError, StorageError
 from deconstruct.metrics import canonical, columns
 from deconstruct.store import _migrations
 from deconstruct.store._schema import DiagnosticRow, MetricRow, RunRow, StudyRow, TrialRow
@@ -78,6 +78,69 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """A reader writes nothing: no journal-mode switch (that needs write access), just the busy timeout."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.close()
+
+
+#: what a database's own message means, for the one line a user sees (first match wins)
+_DIAGNOSES = (
+    ("file is not a database", "it is not a SQLite database (a junk or truncated file?)"),
+    ("malformed", "the SQLite file is damaged (truncated or corrupt)"),
+    ("readonly database", "it is read-only here (a read-only file, folder or file system)"),
+    ("read-only file system", "it is on a read-only file system"),
+    ("unable to open database file", "the file cannot be opened (a missing folder, or no permission)"),
+    ("disk is full", "the disk is full"),
+    ("disk i/o error", "the disk reported an I/O error"),
+    ("database is locked", f"another process held a lock for more than {BUSY_TIMEOUT_S:.0f} s"),
+    ("connection refused", "cannot connect: no database server answers there (is it running?)"),
+    ("could not translate host name", "cannot connect: unknown host"),
+    ("does not exist", None),  # PostgreSQL: database "x" does not exist — its own words are clear
+    ("password authentication failed", "cannot connect: password authentication failed"),
+    ("value too long", "a value is too long for its column (a study name over 255 characters?)"),
+)
+
+
+def storage_error(url: str, exc: BaseException) -> StorageError:
+    """One line naming the storage and what is wrong with it, from a database error."""
+    original = getattr(exc, "orig", None) or exc
+    raw = " ".join(str(original).split()) or type(original).__name__
+    what = raw
+    path = sqlite_path(url)
+    if path is not None and os.path.exists(path) and _read_only(path):
+        return StorageError(f"storage {display_url(url)}: it is read-only here (a read-only file, folder or file "
+                            "system); `study list`, `study show` and `report` can still read it")
+    for needle, meaning in _DIAGNOSES:
+        if needle in raw.lower():
+            what = meaning if meaning is not None else raw.rsplit("FATAL:", 1)[-1].strip()
+            break
+    return StorageError(f"storage {display_url(url)}: {what}")
+
+
+def _read_only(path: str) -> bool:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return True
+    except (OSError, AttributeError):
+        pass
+    return not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+def watch_errors(engine: Engine, url: str) -> Engine:
+    """Make ``engine`` raise one :class:`StorageError` line for a database fault. Integrity errors (a unique
+    row another worker inserted first) pass unchanged: callers, Optuna included, rely on them."""
+
+    def handle(context: Any) -> None:
+        if isinstance(context.sqlalchemy_exception, IntegrityError):
+            return
+        raise storage_error(url, context.original_exception) from context.original_exception
+
+    event.listen(engine, "handle_error", handle)
+    return engine
+
+
 def sqlite_path(url: str) -> str | None:
     """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
     parsed = make_url(url)
@@ -87,30 +150,44 @@ def sqlite_path(url: str) -> str | None:
     return None if not db or db == ":memory:" or db.startswith("file:") else db
 
 
-def make_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for ``url``; SQLite files get their folder created and the pragmas above."""
+def make_engine(url: str, *, create: bool = True, readonly: bool = False, immutable: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created and the pragmas above. Any database error
+    it raises later is one :class:`StorageError` line naming the storage.
+
+    ``readonly`` opens a SQLite file read-only (``mode=ro``: a reader on a read-only file system, or of a
+    file it may not write); ``immutable`` also skips SQLite's locking, for a file nobody can be writing."""
     try:
         parsed = make_url(url)
     except Exception as exc:
         raise DeconstructError(f"invalid storage URL {url!r}: {exc}") from None
     kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
+    target: Any = url
     if parsed.get_backend_name() == "sqlite":
         if path is not None:
-            if not create and not os.path.exists(path):
+            if (readonly or not create) and not os.path.exists(path):
                 raise StudyNotFound(f"no database at {path} (storage {display_url(url)}); run `deconstruct study run` first")
-            folder = os.path.dirname(os.path.abspath(path))
-            os.makedirs(folder, exist_ok=True)
+            if os.path.isdir(path):
+                raise StorageError(f"storage {display_url(url)}: {path} is a directory, not a SQLite file")
+            if readonly:
+                query = {"mode": "ro", "uri": "true", **({"immutable": "1"} if immutable else {})}
+                target = parsed.set(database=f"file:{os.path.abspath(path)}", query=query)
+            else:
+                folder = os.path.dirname(os.path.abspath(path))
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as exc:
+                    raise StorageError(f"storage {display_url(url)}: cannot create its folder {folder}: {exc.strerror}") from None
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
     else:
         kwargs["pool_pre_ping"] = True
     try:
-        engine = create_engine(url, **kwargs)
+        engine = create_engine(target, **kwargs)
     except Exception as exc:  # a missing driver (psycopg2, …) or a bad URL
-        raise DeconstructError(f"cannot open storage {display_url(url)}: {exc}") from None
+        raise DeconstructError(f"cannot open storage {display_url(url)}: {' '.join(str(exc).split())}") from None
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+        event.listen(engine, "connect", _sqlite_read_pragmas if readonly else _sqlite_pragmas)
+    return watch_errors(engine, url)
 
 
 # -- what the store returns --------------------------------------------------------------------------------
@@ -243,10 +320,36 @@ class Store:
     upgrades its tables to the current schema (additive migrations only).
     """
 
-    def __init__(self, url: str | None = None, *, create: bool = True):
+    def __init__(self, url: str | None = None, *, create: bool = True, readonly: bool = False):
         self.url = url or default_url()
-        self.engine = make_engine(self.url, create=create)
-        self.version = _migrations.upgrade(self.engine)
+        self.readonly = readonly
+        if not readonly:
+            self.engine = make_engine(self.url, create=create)
+            self.version = _migrations.upgrade(self.engine)
+            return
+        # a reader: writes nothing (a read-only file system, a shared results file), upgrades nothing
+        self.engine = make_engine(self.url, readonly=True)
+        try:
+            self.version = self._read_version()
+        except StorageError:
+            if sqlite_path(self.url) is None:
+                raise
+            # read-only folder without the WAL's shared-memory file: read the file as it is, without locks
+            self.engine.dispose()
+            self.engine = make_engine(self.url, readonly=True, immutable=True)
+            self.version = self._read_version()
+        if self.version < _migrations.HEAD:
+            raise StorageError(f"storage {display_url(self.url)}: its tables are schema v{self.version}, older than "
+                               f"this deconstruct's v{_migrations.HEAD}; run any `deconstruct study` command on it "
+                               "with write access once to upgrade it")
+
+    def _read_version(self) -> int:
+        with self.engine.connect() as conn:
+            version = _migrations.current_version(conn)
+        if version > _migrations.HEAD:
+            raise StorageError(f"storage {display_url(self.url)}: schema v{version} is newer than this deconstruct "
+                               f"(v{_migrations.HEAD}); upgrade deconstruct to read it")
+        return version
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -6,6 +6,7 @@ id is given once. Run-level calls (heartbeats, metrics, ``finish_run``) stay on 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -71,8 +72,10 @@ class StudyStore:
             rows = s.scalars(select(TrialRow).where(TrialRow.study_id == self.id).order_by(TrialRow.number))
             return [_trial_info(r) for r in rows]
 
-    def failed_config(self, config_hash: str) -> TrialInfo | None:
-        """The first trial of this configuration that failed for a reason of its own (not an interrupt)."""
+    def failed_config(self, config_hash: str, exclude: Iterable[int] = ()) -> TrialInfo | None:
+        """The first trial of this configuration that failed for a reason of its own (not an interrupt), other
+        than the trials in ``exclude`` (failures already being retried)."""
+        exclude = set(exclude)
         with self.store.session() as s:
             rows = s.scalars(
                 select(TrialRow)
@@ -80,7 +83,7 @@ class StudyStore:
                 .order_by(TrialRow.number)
             )
             for row in rows:
-                if not is_retryable(row.error):
+                if not is_retryable(row.error) and row.number not in exclude:
                     return _trial_info(row)
         return None
 

@@ -42,8 +42,17 @@ def optuna_storage(url: str, *, heartbeat_interval: int | None = None, grace_per
             params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
             name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
             kwargs[name] = on_stale
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from deconstruct.store import storage_error, watch_errors
+
     with quiet():
-        return optuna.storages.RDBStorage(url, **kwargs)
+        try:
+            storage = optuna.storages.RDBStorage(url, **kwargs)
+        except SQLAlchemyError as exc:
+            raise storage_error(url, exc) from None
+    watch_errors(storage.engine, url)  # a database fault later is one line naming the storage
+    return storage
 
 
 def retry(study: Any, trial: Any) -> None:

@@ -150,3 +150,26 @@ class Recovery:
         for t in trials:
             if t.state == TrialState.FAIL and t.number not in again and retryable(t):
                 _optuna.retry(study, t)
+
+    def retry_failures(self, study: Any, circumstances: str, mode: str, note: Any) -> None:
+        """Queue a retry of each trial that failed for a reason of its configuration or environment (unknown
+        mixer, plugin not loaded, out of memory, non-finite loss, an exception) when the code, the plugins or
+        the environment changed since it failed (its ``circumstances`` user attribute, see
+        :func:`deconstruct._code.circumstances`), or always with ``mode="all"`` (``--retry-failed``). Called
+        once per invocation by the command that started the study (``mode="none"``: a worker, which leaves it
+        to that command, so a failure is retried once); ``note(text)`` says what is retried."""
+        from optuna.trial import TrialState
+
+        if mode == "none":
+            return
+        trials = study.get_trials(deepcopy=False)
+        again = _optuna.retried(trials)
+        for t in trials:
+            if t.state != TrialState.FAIL or t.number in again or retryable(t):
+                continue
+            changed = t.user_attrs.get("circumstances") != circumstances
+            if not (changed or mode == "all"):
+                continue
+            why = "asked by --retry-failed" if mode == "all" else "the code, plugins or environment changed"
+            note(f"retrying trial {t.number} ({why}); it failed: {t.user_attrs.get('fail_reason')}")
+            _optuna.retry(study, t)

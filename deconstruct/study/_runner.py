@@ -123,6 +123,7 @@ class StudyRunner:
         grace_period: int | None = None,
         device: str | None = None,
         checkpoint_root: str | None = None,
+        retry: str = "changed",
     ):
         import optuna
 
@@ -137,6 +138,9 @@ class StudyRunner:
         self.name = self.spec.name
         self.device = device
         self._checkpoint_root = checkpoint_root
+        # failed trials to retry at the start: "changed" (the circumstances changed), "all" (--retry-failed),
+        # "none" (a `study worker`: the command that started the study decides)
+        self.retry = retry
         self.space = SearchSpace(self.spec, self.registry)
         self.objectives = self.spec.study.objectives
         self.directions = self.spec.study.directions
@@ -146,6 +150,9 @@ class StudyRunner:
         self.skip_relaxed = True
         self._tasks: dict[str, Any] = {}
         self._check_objectives(resolved)
+        from deconstruct._code import circumstances
+
+        self.circumstances = circumstances(device)  # code + plugins + environment, stored with each trial
 
         finite = self.spec.study.sampler in ("grid", "bruteforce")
         size = self.space.grid_size() if finite else None
@@ -179,8 +186,11 @@ class StudyRunner:
         )
         self.rows = self.store.for_study(self.info.id)  # this study's trial and run rows
         self.resumed = existing is not None
+        from deconstruct._code import code_versions
+
+        # the code behind every run: versions, deconstruct's commit and source hash (plugins: see plugins_for)
         self.versions = {"python": platform.python_version(), "torch": torch.__version__, "deconstruct": __version__,
-                         "optuna": optuna.__version__}
+                         "optuna": optuna.__version__, **code_versions()}
 
         # Optuna: same database, heartbeats on
         hb = heartbeat_interval or int(os.environ.get("DECONSTRUCT_HEARTBEAT_INTERVAL") or HEARTBEAT_INTERVAL)
@@ -238,6 +248,7 @@ class StudyRunner:
             "objectives": self.objectives, "directions": self.directions,
         })
         stop, stalled = Stop.done, 0
+        self.recovery.retry_failures(self.study, self.circumstances, self.retry, self.events.on_note)
         while True:
             self.recovery.sweep(self.study)
             status = self._status()
@@ -293,6 +304,7 @@ class StudyRunner:
         try:
             trial.set_user_attr("host", HOST)
             trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("circumstances", self.circumstances)
             frozen = next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
             retry_of = frozen.system_attrs.get("failed_trial") if frozen is not None else None
             self.rows.start_trial(number, search_params={}, retry_of=retry_of, host=HOST, pid=os.getpid())
@@ -336,6 +348,8 @@ class StudyRunner:
         self.events.on_trial_end(TrialOutcome(number, state, values, params, error, reused, min(done, self.target), self.target, best))
 
     def _evaluate(self, trial: Any, sample: Any) -> tuple[list[float], list[int]]:
+        from deconstruct._code import code_key
+        from deconstruct.plugins import plugins_for
 
         # SpecError: the trial fails with its reason; a searched option that does not apply is dropped
         resolved, effective = self.space.resolve(self.base, sample, lambda d: self.matcher(d).resolved)
@@ -353,12 +367,18 @@ class StudyRunner:
         runs: list[RunInfo] = []
         curves: list[dict[int, float]] = []
         reused: list[int] = []
+        code = code_key(self.versions, plugins_for(resolved))  # a stored run is reused only if the same code made it
         for k, seed in enumerate(self.seeds):
             self._wait_for_twin(key, seed, trial.number)
-            earlier = self.rows.failed_config(key)
+            retried = _optuna.retried(self.study.get_trials(deepcopy=False))  # failures being retried
+            earlier = self.rows.failed_config(key, exclude=retried)
             if earlier is not None and earlier.number != trial.number:
                 raise TrialFailed(f"same configuration as trial {earlier.number}, which failed: {earlier.error}")
             stored = self.rows.completed_runs(key)
+            if seed in stored and code_key(stored[seed].versions, stored[seed].plugins) != code:
+                self.events.on_note(f"trial {trial.number} seed {seed}: run {stored[seed].id} of this configuration "
+                                    "was made by other code (a plugin or deconstruct changed); training it again")
+                del stored[seed]
             if seed in stored:
                 run = stored[seed]
                 curve = dict(self.store.curve(run.id, "val_loss"))
@@ -474,6 +494,7 @@ def join_study(name: str, *, storage: str | None = None, n_trials: int | None = 
     """Join an existing study as one more worker, from the spec stored with it (``study worker``)."""
     store = Store(storage, create=False)
     info = store.study(name)
+    kwargs.setdefault("retry", "none")  # the command that started the study decides what to retry
     runner = StudyRunner(info.spec, info.spec_text, storage=store.url, n_trials=n_trials, timeout=timeout,
                          events=events, **kwargs)
     return runner.run()

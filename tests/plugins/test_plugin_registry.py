@@ -3,8 +3,10 @@ as one line (never a crash). Plugins here are fake installed distributions on sy
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import _support
 import pytest
@@ -136,12 +138,32 @@ def test_registration_errors_are_clear() -> None:
     assert reg.problems() == ["plugin 'Bad' is disabled: register_mixers raised PluginError: Bad: register('x', …) got unknown keyword 'bulid'"]
 
 
+def test_a_source_edit_without_a_version_bump_changes_the_source_hash(tmp_path, monkeypatch) -> None:
+    from deconstruct._code import source_hash
+
+    pkg = tmp_path / "edited_plugin_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source_hash.cache_clear()
+    before = source_hash("edited_plugin_pkg.mixer")
+    (pkg / "__init__.py").write_text("X = 2\n")
+    source_hash.cache_clear()
+    assert before and source_hash("edited_plugin_pkg") != before
+    assert source_hash("no_such_package_anywhere") == ""
+
+
 def test_plugins_for_names_every_plugin_a_run_uses(make_dist, on_path) -> None:
     on_path(make_dist("deconstruct-ema", {"ema": "ema_a"}, ("ema_a",), version="0.4"))
     resolved = load_spec(tiny_spec("ema", overrides={2: "standard"}))
     from deconstruct import __version__
 
-    assert plugins_for(resolved) == [
+    used = plugins_for(resolved)
+    sources = {p.pop("source") for p in used if p["name"].startswith("deconstruct.")}
+    ema_file = next(p for p in map(Path, sys.path) if (p / "ema_a.py").is_file()) / "ema_a.py"
+    assert used[0].pop("source") == hashlib.sha256(ema_file.read_bytes()).hexdigest()[:16]  # the plugin's own file
+    assert len(sources) == 1 and len(sources.pop()) == 16  # every built-in: one hash of the deconstruct package
+    assert used == [
         {"name": "ema", "version": "0.4", "provides": ["mixer:ema"]},
         {"name": "deconstruct.builtin.channel_mixers", "version": __version__, "provides": ["channel_mixer:mlp"]},
         {"name": "deconstruct.builtin.presets", "version": __version__, "provides": ["mixer:standard"]},  # a preset …

@@ -36,6 +36,9 @@ def test_study_and_report_with_a_plugin_mixer(mixit_site: Path, tmp_path: Path, 
     assert all(r.status == "completed" for r in runs)
     for r in runs:
         names = {p["name"]: p for p in r.plugins}
+        sources = {p["name"]: p.pop("source") for p in r.plugins}  # the code behind the run, not just versions
+        assert sources["deconstruct.builtin.tasks"] == r.versions["deconstruct_source"] != ""
+        assert len(set(sources.values())) == (2 if "mixit" in sources else 1)  # the plugin's own files differ
         assert names["deconstruct.builtin.tasks"] == {"name": "deconstruct.builtin.tasks", "version": __version__,
                                                       "provides": ["task:lm"]}
         if r.search_params["model.mixer.kind"] == "mixit":  # the name and version the registry reports

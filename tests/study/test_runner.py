@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -53,8 +54,10 @@ def test_grid_with_two_seeds_stores_every_run_and_rerun_adds_nothing(spec, any_s
         assert r.plugins == plugins_for(load_spec(path, [f"{k}={v}" for k, v in r.search_params.items()]))
         mixer = r.search_params["model.mixer.kind"]
         provider = {"attention": "deconstruct.builtin.attention", "mlp": "deconstruct.builtin.mlp_mixer"}[mixer]
-        assert {"name": provider, "version": __version__, "provides": [f"mixer:{mixer}"]} in r.plugins
-        assert {"name": "deconstruct.builtin.tasks", "version": __version__, "provides": ["task:lm"]} in r.plugins
+        source = r.versions["deconstruct_source"]  # built-ins: the hash of deconstruct's own source files
+        assert {"name": provider, "version": __version__, "source": source, "provides": [f"mixer:{mixer}"]} in r.plugins
+        assert {"name": "deconstruct.builtin.tasks", "version": __version__, "source": source,
+                "provides": ["task:lm"]} in r.plugins
         assert set(r.search_params) == {"model.mixer.kind", "model.channel_mixer"}
         assert r.config["layers"][0]["mixer"] == r.search_params["model.mixer.kind"]
     diagnostics = store.diagnostics("s")  # attention indicators: every attention run, none for the token-wise MLP
@@ -88,22 +91,59 @@ def test_changed_space_under_the_same_name_is_refused(spec, storage, write, cli)
 
 
 def test_failing_trials_are_recorded_and_the_study_goes_on(spec, storage, write, cli):
-    spec["search"] = {"model.heads": [2, 3], "train.lr": [3e-3, 1e9]}
+    spec["search"] = {"train.lr": [3e-3, 1e9]}
     spec["train"]["grad_clip"] = 0.0
-    summary = cli.json("study", "run", write(spec), "--storage", storage)
-    assert summary["counted"] == 4 and summary["states"] == {"completed": 1, "failed": 3}
+    result = cli("study", "run", write(spec), "--storage", storage, "--format", "json")
+    summary = json.loads(result.stdout)
+    assert summary["counted"] == 2 and summary["states"] == {"completed": 1, "failed": 1}
+    # a study with failed trials exits non-zero, with one line counting them
+    assert result.exit_code == 1
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert "1 of 2 trials of study s failed" in line and "non-finite" in line
 
-    trials = {(t.search_params["model.heads"], t.search_params["train.lr"]): t for t in Store(storage).trials("s")}
-    assert trials[(2, 3e-3)].state == "completed"
-    assert "non-finite" in trials[(2, 1e9)].error
-    for lr in (3e-3, 1e9):
-        assert trials[(3, lr)].state == "failed" and "divisible by heads" in trials[(3, lr)].error
-        assert trials[(3, lr)].config_hash is None  # the spec never resolved: nothing was trained
+    trials = {t.search_params["train.lr"]: t for t in Store(storage).trials("s")}
+    assert trials[3e-3].state == "completed"
+    assert "non-finite" in trials[1e9].error
     runs = Store(storage).runs("s")
     assert sorted(r.status for r in runs) == ["completed", "failed"]
     assert "non-finite" in next(r.error for r in runs if r.status == "failed")
-    # failed trials count: a re-run retries nothing
-    assert cli.json("study", "run", write(spec), "--storage", storage)["trained"] == 0
+    # failed trials count: a re-run retries nothing (same code, same machine) and still says they failed
+    again = cli("study", "run", write(spec), "--storage", storage, "--format", "json")
+    assert again.exit_code == 1 and json.loads(again.stdout)["trained"] == 0
+    # --retry-failed retries it once (it fails again: the same learning rate diverges again)
+    forced = cli("study", "run", write(spec), "--storage", storage, "--format", "json", "--retry-failed")
+    diverged = trials[1e9].number
+    assert forced.exit_code == 1 and f"retrying trial {diverged} (asked by --retry-failed)" in forced.stderr
+    retry = [t for t in Store(storage).trials("s") if t.retry_of is not None]
+    assert [(t.retry_of, t.state) for t in retry] == [(diverged, "failed")] and "non-finite" in retry[0].error
+    assert len(Store(storage).runs("s", status="failed")) == 2  # trained again, and failed again
+
+
+def test_a_failed_trial_is_retried_when_its_circumstances_changed(spec, storage, write, cli, monkeypatch):
+    """A configuration that failed (here: a learning rate that diverges) is retried by the next study run
+    when the code, plugins or environment changed since (here: simulated), and then counts as done."""
+    import deconstruct._code
+
+    spec["search"] = {"train.lr": [3e-3, 1e9]}
+    spec["train"]["grad_clip"] = 0.0
+    assert cli("study", "run", write(spec), "--storage", storage).exit_code == 1
+    monkeypatch.setattr(deconstruct._code, "circumstances", lambda device=None: "another-machine")
+    spec["train"]["grad_clip"] = 0.0
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert "(the code, plugins or environment changed)" in result.stderr
+    assert len(Store(storage).runs("s", status="failed")) == 2  # the failed configuration trained again
+    # under the same circumstances again: not retried
+    cli("study", "run", write(spec), "--storage", storage)
+    assert len(Store(storage).runs("s", status="failed")) == 2
+
+
+def test_a_searched_value_that_gives_no_valid_spec_is_refused_before_anything_trains(spec, storage, write, cli):
+    spec["search"] = {"model.heads": [2, 3], "train.lr": [3e-3, 1e-2]}
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 2
+    assert "spec.yaml:" in result.output and "search.model.heads" in result.output and "the value 3" in result.output
+    assert "divisible by heads" in result.output
+    assert cli.json("study", "list", "--storage", storage) == []  # nothing was created, nothing trained
 
 
 def test_list_show_delete(spec, storage, write, cli):
@@ -247,7 +287,7 @@ def test_spec_errors_are_one_line_before_any_trial(spec, storage, write, cli):
     spec["search"] = {"train.lr": {"low": 1e-4, "high": 1e-2}}  # grid over a continuous range
     result = cli("study", "run", write(spec), "--storage", storage)
     assert result.exit_code == 2 and "need a finite space" in result.stderr
-    spec["study"] = {"objective": "val_losss"}
+    spec["study"] = {"objective": "val_losss", "sampler": "tpe"}
     result = cli("study", "run", write(spec), "--storage", storage)
     assert result.exit_code == 2 and "unknown objective 'val_losss'" in result.stderr
     assert not os.path.exists(storage.removeprefix("sqlite:///")) or not Store(storage).studies()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,33 +19,30 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
 def _start(path: Path, storage: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DECONSTRUCT_HEARTBEAT_INTERVAL": "1",
-           "DECONSTRUCT_GRACE_PERIOD": "2", "DECONSTRUCT_DEBUG": ""}
+           "DECONSTRUCT_GRACE_PERIOD": "2", "DECONSTRUCT_DEBUG": "", "DECONSTRUCT_PROGRESS_INTERVAL": "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "deconstruct", "study", "run", str(path), "--storage", storage],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
-def _wait_for_training(proc: subprocess.Popen, db: Path, timeout: float = 60.0) -> None:
-    """Until a run is running and has stored at least one evaluation (the worker is mid-training)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    row = conn.execute(
-                        "SELECT r.id FROM dc_run r JOIN dc_metric m ON m.run_id = r.id "
-                        "JOIN dc_trial t ON t.study_id = r.study_id AND t.number = r.trial_number "
-                        "WHERE r.status = 'running' AND t.state = 'running' LIMIT 1"
-                    ).fetchone()
-                if row:
-                    return
-            except sqlite3.OperationalError:  # tables not created yet
-                pass
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the study never started training")
+def _wait_for_training(proc: subprocess.Popen, past_step: int = 20, bound: float = 900.0) -> list[str]:
+    """Until the study prints a progress line past step ``past_step`` (its first evaluation is stored by then):
+    an event on the process's stderr, not a speed assumption; ``bound`` only stops a hung process."""
+    import threading
+
+    timer = threading.Timer(bound, proc.kill)
+    timer.start()
+    seen: list[str] = []
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            words = line.split()
+            if "step" in words and int(words[words.index("step") + 1].split("/")[0]) > past_step:
+                return seen
+    finally:
+        timer.cancel()
+    raise AssertionError("the study ended without training: " + "".join(seen[-5:]))
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ def _each_configuration_completed_once(storage: str) -> None:
 
 def test_sigkill_then_rerun_completes_every_configuration_once(slow_spec, storage, tmp_path, cli, monkeypatch):
     proc = _start(slow_spec, storage)
-    _wait_for_training(proc, tmp_path / "studies.db")
+    _wait_for_training(proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -88,7 +83,7 @@ def test_sigkill_then_rerun_completes_every_configuration_once(slow_spec, storag
 
 def test_sigint_exits_130_and_the_study_resumes(slow_spec, storage, tmp_path, cli):
     proc = _start(slow_spec, storage)
-    _wait_for_training(proc, tmp_path / "studies.db")
+    _wait_for_training(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -104,6 +99,19 @@ def test_sigint_exits_130_and_the_study_resumes(slow_spec, storage, tmp_path, cl
     assert summary["stop_reason"] == "done" and summary["counted"] == 4
     _each_configuration_completed_once(storage)
     assert any(t.retry_of == stopped.number and t.state == "completed" for t in Store(storage).trials("s"))
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_exits_143(slow_spec, storage, cli):
+    proc = _start(slow_spec, storage)
+    _wait_for_training(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 143, err
+    assert "terminated" in err.strip().splitlines()[-1] and "run the same command" in err
+    [stopped] = [t for t in Store(storage).trials("s") if t.state != "completed"]
+    assert stopped.state == "failed" and stopped.error == "interrupted"  # not left running
+    assert cli.json("study", "run", slow_spec, "--storage", storage)["counted"] == 4
+    _each_configuration_completed_once(storage)
 
 
 @pytest.mark.slow
