@@ -61,9 +61,8 @@ class _Reporter:
 
     def note(self, line: str) -> None:
         if self.bar is not None:
-            from rich.markup import escape
 
-            self.bar.console.print(escape(f"note: {line}"))
+            self.bar.console.print(f"note: {line}", markup=False)
         else:
             typer.echo(f"note: {line}", err=True)
 
@@ -135,11 +134,10 @@ def _show(path: Path, header: Any, format: TextFormat) -> None:
     if format == TextFormat.json:
         print_json(data)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     tok = header.tokenizer
-    table = Table(show_header=False, title=escape(str(path)), title_justify="left")
+    table = Table(show_header=False, title=str(path), title_justify="left")
     rows = [
         ("tokenizer", f"{tok['name']} ({tok['kind']})"),
         ("vocab size", f"{header.vocab_size:,} ({header.dtype})"),
@@ -152,7 +150,7 @@ def _show(path: Path, header: Any, format: TextFormat) -> None:
         ("content hash", header.content_hash),
     ]
     for key, value in rows:
-        table.add_row(key, escape(value))
+        table.add_row(key, value)
     stdout.print(table)
 
 
