@@ -61,7 +61,6 @@ class _Reporter:
 
     def note(self, line: str) -> None:
         if self.bar is not None:
-
             self.bar.console.print(f"note: {line}", markup=False)
         else:
             typer.echo(f"note: {line}", err=True)
