@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.window",
     "deconstruct.builtin.biformer",
     "deconstruct.builtin.channel_attention",
+    "deconstruct.builtin.combiner",
     "deconstruct.builtin.tasks",
 )
 
