@@ -50,6 +50,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.biformer",
     "deconstruct.builtin.channel_attention",
     "deconstruct.builtin.combiner",
+    "deconstruct.builtin.sparsifiner",
     "deconstruct.builtin.tasks",
 )
 
