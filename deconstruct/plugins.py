@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.channel_attention",
     "deconstruct.builtin.combiner",
     "deconstruct.builtin.sparsifiner",
+    "deconstruct.builtin.rectified",
     "deconstruct.builtin.tasks",
 )
 

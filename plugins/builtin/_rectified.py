@@ -1,0 +1,110 @@
+"""nn.Module of the ``rectified`` mixer (see ``rectified.py``). Standard attention's parameters only
+(4·d², + 4·d with bias). Per query: own block exactly, top_k − 1 gathered blocks exactly, and (with the
+switches) the pooled dropped blocks; nothing T×T is built in forward."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from deconstruct.model import MixerContext
+
+from ._attention import Attention
+from ._blocks import default_block, to_blocks
+from .attention import AttentionOptions
+
+
+class RectifiedBlockSparseAttention(Attention):
+    """Block-sparse top-k attention, optionally rectified by IPAR and GAPR."""
+
+    def __init__(self, ctx: MixerContext, options):
+        super().__init__(ctx, AttentionOptions())
+        self.top_k, self.block_size = options.top_k, options.block_size
+        self.ipar, self.gapr = options.ipar, options.gapr
+
+    def S(self, T: int) -> int:
+        return min(self.block_size or default_block(T), T)
+
+    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self._project(x, None)  # (B, H, T, D)
+        return self._output(self.mix(q, k, v))
+
+    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k (B, H, T, D), v (B, H, T, E) → (B, H, T, E). Linear in v."""
+        B, H, T, D = q.shape
+        S = self.S(T)
+        qb, kb, vb = to_blocks(q, S), to_blocks(k, S), to_blocks(v, S)  # (B, H, R, S, ·)
+        R = kb.shape[2]
+        dev = q.device
+        pos = torch.arange(R * S, device=dev).view(R, S)
+        size = (pos < T).sum(-1).to(q.dtype)  # (R,): tokens per block (the last may be short)
+        k_bar = kb.sum(-2) / size[:, None]  # (B, H, R, D): pooled keys
+        v_bar = vb.sum(-2) / size[:, None]  # (B, H, R, E)
+        blk = torch.arange(T, device=dev) // S  # (T,)
+        other = blk[:, None] != torch.arange(R, device=dev)[None, :]  # (T, R)
+        eligible = other & (torch.arange(R, device=dev)[None, :] < blk[:, None]) if self.causal else other
+        pooled = (q @ k_bar.transpose(-1, -2)) * self.score_scale  # (B, H, T, R): s̄_ip
+        n = min(self.top_k - 1, R - 1)
+        kept = torch.zeros(B, H, T, R, dtype=torch.bool, device=dev)
+        if n > 0:
+            idx = pooled.detach().masked_fill(~eligible, float("-inf")).topk(n, dim=-1).indices  # (B, H, T, n)
+            kept.scatter_(-1, idx, True)
+            kept &= eligible  # fewer than n eligible blocks: the -inf picks are dropped
+        else:
+            idx = torch.zeros(B, H, T, 0, dtype=torch.long, device=dev)
+        dropped = eligible & ~kept  # (B, H, T, R)
+
+        # own block, exactly: (B, H, T, S)
+        ok = pos[:, None, :] < T
+        if self.causal:
+            ok = ok & (pos[:, :, None] >= pos[:, None, :])
+        own = ((qb @ kb.transpose(-1, -2)) * self.score_scale).masked_fill(~ok, float("-inf"))
+        own = own.reshape(B, H, R * S, S)[:, :, :T]
+        v_own = vb.unsqueeze(3).expand(-1, -1, -1, S, -1, -1).reshape(B, H, R * S, S, -1)[:, :, :T]
+        # kept blocks, exactly: gather (B, H, T, n, S, ·)
+        flat = idx.reshape(B, H, T * n)
+        kg = kb.gather(2, flat[..., None, None].expand(-1, -1, -1, S, D)).view(B, H, T, n, S, D)
+        vg = vb.gather(2, flat[..., None, None].expand(-1, -1, -1, S, vb.shape[-1])).view(B, H, T, n, S, -1)
+        sel = torch.einsum("bhtd,bhtnsd->bhtns", q, kg) * self.score_scale
+        sel_ok = kept.gather(-1, idx).unsqueeze(-1) & (pos[idx.clamp(max=R - 1)] < T)  # (B, H, T, n, S)
+        sel = sel.masked_fill(~sel_ok, float("-inf")).flatten(-2)  # (B, H, T, n·S)
+
+        # one shift for every term, then the three sums
+        logits = torch.cat([own, sel], -1)
+        log_mass = pooled + torch.log(size)  # log m̂_ip
+        shift = logits.amax(-1, keepdim=True)
+        if self.ipar or self.gapr:
+            shift = torch.maximum(shift, log_mass.masked_fill(~dropped, float("-inf")).amax(-1, keepdim=True))
+        shift = shift.detach()
+        e = torch.exp(logits - shift)  # (B, H, T, S + n·S)
+        num = (e[..., :S, None] * v_own).sum(-2) + (e[..., S:, None] * vg.flatten(3, 4)).sum(-2)
+        z_kept = e.sum(-1, keepdim=True)
+        m = torch.exp(log_mass - shift).masked_fill(~dropped, 0.0)  # (B, H, T, R): pooled dropped mass
+        z_all = z_kept + m.sum(-1, keepdim=True)
+        y = num / (z_all if self.ipar else z_kept)
+        if self.gapr:
+            y = y + (m @ v_bar) / z_all
+        return y
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, T, T): ``mix`` applied to one-hot values (GAPR spreads a dropped block's weight evenly
+        over its tokens, as the pooled value v̄_p does)."""
+        q, k, _ = self._project(x, None)
+        B, H, T, _ = q.shape
+        return self.mix(q, k, torch.eye(T, dtype=q.dtype, device=q.device).expand(B, H, T, T))
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """2·params + per head: 2·d_h per block score (R blocks), 2·2·d_h per attended key (own block +
+        top_k − 1 blocks of S), 2·d_h per token for the pooled keys and values, 2·E per dropped block (GAPR)."""
+        T = seq_len
+        S = self.S(T)
+        R = math.ceil(T / S)
+        blocks = [i // S for i in range(T)]
+        own = sum((i % S + 1) if self.causal else S for i in range(T)) / T
+        elig = [(b if self.causal else R - 1) for b in blocks]
+        picked = sum(min(self.top_k - 1, e) for e in elig) / T * S
+        dropped = sum(max(0, e - (self.top_k - 1)) for e in elig) / T if self.gapr else 0
+        params = sum(p.numel() for p in self.parameters())
+        return int(2 * params + self.H * (2 * self.D * R + 4 * self.D * (own + picked) + 2 * self.D + 2 * self.D * dropped))
