@@ -11,7 +11,7 @@ import torch
 from deconstruct.model import MixerContext
 
 from ._attention import Attention
-from ._blocks import default_block, to_blocks
+from ._blocks import default_block, own_and_gathered, to_blocks
 from .attention import AttentionOptions
 
 
@@ -34,7 +34,7 @@ class RectifiedBlockSparseAttention(Attention):
         """q, k (B, H, T, D), v (B, H, T, E) → (B, H, T, E). Linear in v."""
         B, H, T, D = q.shape
         S = self.S(T)
-        qb, kb, vb = to_blocks(q, S), to_blocks(k, S), to_blocks(v, S)  # (B, H, R, S, ·)
+        kb, vb = to_blocks(k, S), to_blocks(v, S)  # (B, H, R, S, ·)
         R = kb.shape[2]
         dev = q.device
         pos = torch.arange(R * S, device=dev).view(R, S)
@@ -55,20 +55,9 @@ class RectifiedBlockSparseAttention(Attention):
             idx = torch.zeros(B, H, T, 0, dtype=torch.long, device=dev)
         dropped = eligible & ~kept  # (B, H, T, R)
 
-        # own block, exactly: (B, H, T, S)
-        ok = pos[:, None, :] < T
-        if self.causal:
-            ok = ok & (pos[:, :, None] >= pos[:, None, :])
-        own = ((qb @ kb.transpose(-1, -2)) * self.score_scale).masked_fill(~ok, float("-inf"))
-        own = own.reshape(B, H, R * S, S)[:, :, :T]
-        v_own = vb.unsqueeze(3).expand(-1, -1, -1, S, -1, -1).reshape(B, H, R * S, S, -1)[:, :, :T]
-        # kept blocks, exactly: gather (B, H, T, n, S, ·)
-        flat = idx.reshape(B, H, T * n)
-        kg = kb.gather(2, flat[..., None, None].expand(-1, -1, -1, S, D)).view(B, H, T, n, S, D)
-        vg = vb.gather(2, flat[..., None, None].expand(-1, -1, -1, S, vb.shape[-1])).view(B, H, T, n, S, -1)
-        sel = torch.einsum("bhtd,bhtnsd->bhtns", q, kg) * self.score_scale
-        sel_ok = kept.gather(-1, idx).unsqueeze(-1) & (pos[idx.clamp(max=R - 1)] < T)  # (B, H, T, n, S)
-        sel = sel.masked_fill(~sel_ok, float("-inf")).flatten(-2)  # (B, H, T, n·S)
+        # own block and kept blocks, exactly
+        own, v_own, sel, vg = own_and_gathered(q, k, v, S, idx, self.causal, self.score_scale)
+        sel = sel.masked_fill(~kept.gather(-1, idx).unsqueeze(-1), float("-inf")).flatten(-2)  # (B, H, T, n·S)
 
         # one shift for every term, then the three sums
         logits = torch.cat([own, sel], -1)
