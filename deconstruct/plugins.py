@@ -52,6 +52,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.combiner",
     "deconstruct.builtin.sparsifiner",
     "deconstruct.builtin.rectified",
+    "deconstruct.builtin.span_search",
     "deconstruct.builtin.tasks",
 )
 
