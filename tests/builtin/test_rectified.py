@@ -57,7 +57,7 @@ def reference(m, x, S, top_k, ipar, gapr, causal):
                 z_all = e.sum() + sum(mass)
                 y = num / (z_all if ipar else e.sum())
                 if gapr:
-                    y = y + sum(mm * v[b, h, blocks[p]].mean(0) for mm, p in zip(mass, dropped)) / z_all
+                    y = y + sum(mm * v[b, h, blocks[p]].mean(0) for mm, p in zip(mass, dropped, strict=True)) / z_all
                 out[b, h, i] = y
     return m._output(out)
 

@@ -53,7 +53,7 @@ def reference(m, x, S, top_k, causal):
                 others = [p for p in range(len(spans)) if p != r and (p < r or not causal)]
                 kept = [r] + sorted(others, key=lambda p: -float(score[p]))[: top_k - 1]
                 g = torch.stack([score[p] for p in kept]).softmax(0)
-                for gp, p in zip(g, kept):
+                for gp, p in zip(g, kept, strict=True):
                     keys = own if p == r else spans[p]
                     a = torch.stack([q[b, h, i] @ k[b, h, j] for j in keys]).div(math.sqrt(D)).softmax(0)
                     out[b, h, i] += gp * (a[:, None] * v[b, h, keys]).sum(0)
