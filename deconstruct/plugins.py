@@ -53,6 +53,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.sparsifiner",
     "deconstruct.builtin.rectified",
     "deconstruct.builtin.span_search",
+    "deconstruct.builtin.sinks",
     "deconstruct.builtin.tasks",
 )
 

@@ -8,6 +8,13 @@ softmax-like forms the rows sum to 1), on a few validation sequences:
 - ``sink``           attention paid to position 1, mean over queries and batch
 - ``local_N``        mean of the N-th sub-diagonal a_{i, i−N}, N = 0 … 3 (local focus)
 - ``head_diversity`` (head = −1) mean over positions of the std across heads of the map
+- ``sink_secondary``  the strongest *secondary* sink (Wong et al. 2025): over key positions j ≥ 2 (1-based),
+                     the largest mean attention a key receives from the queries after it, i > j
+- ``sink_secondary_pos`` the 1-based position of that key
+- ``sink_secondary_mlp_norm`` (head = −1, layers ≥ 2 whose previous block has a channel mixer) the norm of
+                     the previous block's channel-mixer (MLP) output at the layer's secondary sink (heads
+                     averaged), divided by the median norm over positions ≥ 2 — Wong et al.'s predictor: a
+                     secondary sink forms where a middle-layer MLP writes an outsized vector
 
 Mixers without ``attention_weights`` (the token-wise MLP, which mixes nothing) are skipped. Linear-time forms
 (approximate, non_approximate) expose the equivalent O(T²) matrix for this purpose only.
@@ -39,16 +46,42 @@ def attention_indicators(A: torch.Tensor) -> dict[str, torch.Tensor]:
         if n < T:
             out[f"local_{n}"] = A.diagonal(offset=-n, dim1=-2, dim2=-1).mean(dim=(0, 2))
     out["head_diversity"] = A.std(dim=1).mean() if H > 1 else torch.zeros(())
+    if T >= 3:
+        score = secondary_sink_scores(A)  # (H, T − 2)
+        best = score.max(-1)
+        out["sink_secondary"] = best.values
+        out["sink_secondary_pos"] = (best.indices + 2).float()  # 1-based: score[0] is position 2
     return out
+
+
+def secondary_sink_scores(A: torch.Tensor) -> torch.Tensor:
+    """A (B, H, T, T) → (H, T − 2): for key positions j = 1 … T − 2 (0-based), the mean attention it gets
+    from the queries strictly after it, averaged over the batch."""
+    A = A.float().mean(0)  # (H, T, T)
+    T = A.shape[-1]
+    after = torch.ones(T, T, dtype=torch.bool, device=A.device).tril(-1)  # query i > key j
+    received = (A * after).sum(-2) / after.sum(0).clamp_min(1)  # (H, T)
+    return received[:, 1 : T - 1]
+
+
+def mlp_norm_at(norms: torch.Tensor, position: int) -> float:
+    """norms (B, T) of an MLP output → mean over the batch of ‖m_position‖ / median_{j ≥ 1} ‖m_j‖ (0-based)."""
+    rest = norms[:, 1:]
+    return float((norms[:, position] / rest.median(-1).values.clamp_min(1e-12)).mean())
 
 
 @torch.no_grad()
 def collect_diagnostics(model: Transformer, x: torch.Tensor) -> list[Diagnostic]:
     """Run ``model`` on ``x`` (B, T), capture each block's mixer input, and compute the indicators."""
     captured: dict[int, tuple] = {}
+    mlp_norms: dict[int, torch.Tensor] = {}  # block → (B, T) norms of its channel mixer's output
     handles = []
     blocks = model.block_list()
     for i, block in enumerate(blocks):
+        if block.channel is not None:
+            def out_hook(mod, args, out, i=i):
+                mlp_norms[i] = out.float().norm(dim=-1)
+            handles.append(block.channel.register_forward_hook(out_hook))
         if hasattr(block.mixer, "attention_weights"):
             def hook(mod, args, i=i):  # args = (x_normed, qk_normed)
                 captured[i] = args
@@ -69,4 +102,7 @@ def collect_diagnostics(model: Transformer, x: torch.Tensor) -> list[Diagnostic]
                 rows.append((i + 1, -1, name, float(value)))
             else:
                 rows += [(i + 1, h, name, float(v)) for h, v in enumerate(value.tolist())]
+        if i - 1 in mlp_norms and A.shape[-1] >= 3:
+            j = int(secondary_sink_scores(A).mean(0).argmax()) + 1  # 0-based key position, heads averaged
+            rows.append((i + 1, -1, "sink_secondary_mlp_norm", mlp_norm_at(mlp_norms[i - 1], j)))
     return rows

@@ -32,10 +32,16 @@ def from_blocks(t: torch.Tensor, T: int) -> torch.Tensor:
 
 def gather_keys(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """t (B, H, T, D), idx (B, H, T, k) long → (B, H, T, k, D): t[b, h, idx[b, h, i, m]]."""
-    B, H, T, D = t.shape
-    k = idx.shape[-1]
-    flat = idx.reshape(B, H, T * k, 1).expand(-1, -1, -1, D)
-    return t.gather(2, flat).view(B, H, T, k, D)
+    return t[batch_head_index(t, idx)]
+
+
+def batch_head_index(t: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advanced-indexing tuple picking t[b, h, idx[b, h, …]] (no index tensor as large as the result)."""
+    B, H = idx.shape[:2]
+    extra = (1,) * (idx.dim() - 2)
+    bi = torch.arange(B, device=idx.device).view(B, 1, *extra)
+    hi = torch.arange(H, device=idx.device).view(1, H, *extra)
+    return bi, hi, idx
 
 
 def neg_inf(t: torch.Tensor) -> float:
@@ -53,7 +59,7 @@ def own_and_gathered(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, S: int, 
     """
     B, H, T, D = q.shape
     qb, kb, vb = to_blocks(q, S), to_blocks(k, S), to_blocks(v, S)  # (B, H, R, S, ·)
-    R, E, n = kb.shape[2], vb.shape[-1], idx.shape[-1]
+    R, E = kb.shape[2], vb.shape[-1]
     pos = torch.arange(R * S, device=q.device).view(R, S)
     ok = pos[:, None, :] < T
     if causal:
@@ -61,9 +67,8 @@ def own_and_gathered(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, S: int, 
     own = ((qb @ kb.transpose(-1, -2)) * scale).masked_fill(~ok, float("-inf"))  # (B, H, R, S, S)
     own = own.reshape(B, H, R * S, S)[:, :, :T]
     v_own = vb.unsqueeze(3).expand(-1, -1, -1, S, -1, -1).reshape(B, H, R * S, S, E)[:, :, :T]
-    flat = idx.reshape(B, H, T * n)[..., None, None]
-    kg = kb.gather(2, flat.expand(-1, -1, -1, S, D)).view(B, H, T, n, S, D)
-    vg = vb.gather(2, flat.expand(-1, -1, -1, S, E)).view(B, H, T, n, S, E)
+    where = batch_head_index(kb, idx)
+    kg, vg = kb[where], vb[where]  # (B, H, T, n, S, D), (B, H, T, n, S, E)
     sel = torch.einsum("bhtd,bhtnsd->bhtns", q, kg) * scale
     sel = sel.masked_fill(~(pos[idx] < T), float("-inf"))
     return own, v_own, sel, vg
