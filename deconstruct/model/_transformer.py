@@ -1,8 +1,9 @@
 """The decoder-only Transformer that every spec builds (nanoGPT-sized and -styled).
 
-Pre-norm blocks: x = x + mixer(norm1(x)); x = x + channel(norm2(x)). The token mixer of each block is built
-from the registry entry its layer plan resolved — standard attention included — so no variant is
-special-cased here. A mixer may
+Pre-norm blocks: x = x + mixer(norm1(x)); x = x + channel(norm2(x)) — or, with ``model.parallel`` (GPT-J,
+Wang & Komatsuzaki 2021; PaLM, Chowdhery et al. 2022), x = x + mixer(norm1(x)) + channel(norm1(x)). The
+token mixer of each block is built from the registry entry its layer plan resolved — standard attention
+included — so no variant is special-cased here. A mixer may
 ask for its queries/keys from another stream by setting ``qk_source``:
 
 - ``hidden``      its own input (standard);
@@ -37,15 +38,15 @@ FIXED_STREAMS = ("random", "fixed_text")
 class Block(nn.Module):
     """One pre-norm block: token mixer then channel mixer, each with a residual connection."""
 
-    def __init__(self, ctx: MixerContext, plan: LayerPlan, norm: str):
+    def __init__(self, ctx: MixerContext, plan: LayerPlan, norm: str, parallel: bool = False):
         super().__init__()
-        self.plan = plan
+        self.plan, self.parallel = plan, parallel
         self.norm1 = make_norm(norm, ctx.d_model, ctx.bias)
         self.mixer = plan.mixer_entry.make(ctx, plan.options)
         assert plan.channel_entry is not None  # set by resolve()
         channel = plan.channel_entry.make(ctx, plan.channel_options)
         self.channel = channel
-        self.norm2 = make_norm(norm, ctx.d_model, ctx.bias) if channel is not None else None
+        self.norm2 = make_norm(norm, ctx.d_model, ctx.bias) if channel is not None and not parallel else None
         self.qk_source: str = getattr(self.mixer, "qk_source", "hidden")
         # static queries/keys: the token embeddings with the model's learned positions (unless turned off)
         self.static_positions: bool = bool(getattr(self.mixer, "static_positions", True))
@@ -53,6 +54,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None, mix: bool = True) -> torch.Tensor:
         # x: (B, T, d); qk: (B or 1, T, d) alternative source of queries/keys, or None.
         # mix=False leaves the token mixer's residual branch out (the "skip mixer" evaluation).
+        if self.parallel:  # both branches read the same normalised input; their outputs are summed
+            h = self.norm1(x)
+            y = x + self.mixer(h, None if qk is None else self.norm1(qk)) if mix else x
+            return y if self.channel is None else y + self.channel(h)
         if mix:
             x = x + self.mixer(self.norm1(x), None if qk is None else self.norm1(qk))
         if self.channel is not None:
@@ -83,7 +88,7 @@ class Transformer(nn.Module):
         self.wte: nn.Module = nn.Embedding(vocab_size, m.d_model) if io is None else io[0]
         self.wpe = nn.Embedding(self.max_seq_len, m.d_model) if m.positions == "learned" else None
         self.drop = nn.Dropout(m.dropout)
-        self.blocks = nn.ModuleList(Block(resolved.context(p), p, m.norm) for p in resolved.layers)
+        self.blocks = nn.ModuleList(Block(resolved.context(p), p, m.norm, m.parallel) for p in resolved.layers)
         self.norm_f = make_norm(m.norm, m.d_model, m.bias)
         self.head: nn.Module = nn.Linear(m.d_model, vocab_size, bias=False) if io is None else io[1]
         if m.tie_embeddings and io is None:

@@ -119,6 +119,8 @@ class ResolvedSpec:
         """The resolved configuration as plain data (what is hashed and stored). Seeds and checkpointing are
         excluded: neither changes what a run computes."""
         model = self.spec.model.model_dump(mode="json", exclude={"mixer", "standard", "layout", "standard_layers", "overrides"})
+        if not model.get("parallel"):  # the default leaves the hash of every earlier configuration unchanged
+            model.pop("parallel", None)
         train = self.spec.train.model_dump(mode="json", exclude={"seeds", "checkpoint_every"})
         return {
             "task": {"name": self.spec.task.name, **self.task_options.model_dump(mode="json")},

@@ -65,6 +65,10 @@ class ModelSpec(_Section):
     bias: bool = Field(default=False, description="biases in linear layers and norms")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     init_std: float = Field(default=0.02, gt=0)
+    parallel: bool = Field(
+        default=False,
+        description="parallel blocks (GPT-J, PaLM): x + mixer(norm(x)) + channel(norm(x)), one norm, instead of one after the other",
+    )
     backend: Literal["auto", "eager", "sdpa", "triton", "compile"] = Field(
         default="auto", description="attention kernel: auto picks sdpa on CPU, triton on CUDA when installed"
     )

@@ -105,3 +105,26 @@ def test_meta_device_build_for_counting(tiny):
     with torch.device("meta"):
         model = build_model(r)
     assert model.num_params() == build_model(r).num_params()
+
+
+def test_parallel_blocks(tiny):
+    """model.parallel: one norm per block (d fewer parameters per layer), the block computes
+    x + mixer(norm1(x)) + channel(norm1(x)), the model stays causal, and the config hash of the default
+    (sequential) spec is the one it had before the switch existed (the key is left out of it)."""
+    seq, par = load_spec(tiny), load_spec(tiny, ["model.parallel=true"])
+    assert "parallel" not in seq.config()["model"] and par.config()["model"]["parallel"] is True
+    assert seq.config_hash() != par.config_hash()
+    torch.manual_seed(0)
+    model = build_model(par)
+    d, L = 32, 2
+    assert build_model(seq).num_params() - model.num_params() == L * d
+    block = model.block_list()[0]
+    x = torch.randn(2, 10, d)
+    with torch.no_grad():
+        h = block.norm1(x)
+        torch.testing.assert_close(block(x), x + block.mixer(h) + block.channel(h))
+    idx = torch.randint(0, 256, (1, 12))
+    idx2 = idx.clone()
+    idx2[0, 8:] = (idx2[0, 8:] + 1) % 256
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[:, :8], model(idx2)[:, :8])
