@@ -54,6 +54,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.rectified",
     "deconstruct.builtin.span_search",
     "deconstruct.builtin.sinks",
+    "deconstruct.builtin.bam",
     "deconstruct.builtin.tasks",
 )
 
