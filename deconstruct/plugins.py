@@ -55,6 +55,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "deconstruct.builtin.span_search",
     "deconstruct.builtin.sinks",
     "deconstruct.builtin.bam",
+    "deconstruct.builtin.reversed",
     "deconstruct.builtin.tasks",
 )
 
