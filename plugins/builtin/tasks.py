@@ -7,6 +7,8 @@
 - ``cloze``: masked byte modelling with a bidirectional encoder (BERT4Rec-style); non-causal.
 - ``icl_regression``: in-context linear regression (Garg et al. 2022); real-vector inputs through a linear
   read-in, MSE loss; reports the least-squares and zero-predictor baselines.
+- ``pointer``: sort or copy n numbers by pointing at input positions (Vinyals et al. 2015, Pointer
+  Networks); a pointer head's attention scores are the output distribution; reports accuracy.
 
 Next to each ``register`` call, :func:`deconstruct.metrics.produces` says which per-run metrics the task's
 runs carry beyond every run's (the study runner accepts them as objectives; reports show them).
@@ -23,6 +25,7 @@ from deconstruct.tasks._icl import METRICS as ICL_METRICS
 from deconstruct.tasks._icl import ICLRegressionOptions
 from deconstruct.tasks._lm import LMOptions
 from deconstruct.tasks._mqar import MQAROptions
+from deconstruct.tasks._pointer import PointerOptions
 
 
 @hookimpl
@@ -42,3 +45,7 @@ def register_tasks(register: Any) -> None:
     for metric in ICL_METRICS:
         declare(metric)
     produces("icl_regression", *(m.name for m in ICL_METRICS))
+    register("pointer", build="deconstruct.tasks._pointer:Pointer", options=PointerOptions,
+             summary="sort / copy by pointing at input positions; a pointer head's scores are the output (accuracy)",
+             paper="Vinyals et al. 2015, Pointer Networks, arXiv 1506.03134")
+    produces("pointer", "accuracy")
