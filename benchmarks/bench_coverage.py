@@ -39,7 +39,7 @@ def build(name: str, options: dict, T: int, d: int, heads: int, device: torch.de
     opts = entry.options(**options)
     opts.check(ctx)
     torch.manual_seed(0)
-    return entry.build(ctx, opts).to(device)
+    return entry.make(ctx, opts).to(device)
 
 
 def time_it(module, x, backward: bool, repeats: int) -> float:
