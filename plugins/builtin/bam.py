@@ -37,17 +37,12 @@ class BAMOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_bam(ctx: Any, options: BAMOptions) -> Any:
-    from deconstruct.builtin._bam import AttentionExperts
-
-    return AttentionExperts(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "bam",
-        build=build_bam,
+        build="deconstruct.builtin._bam:AttentionExperts",
         options=BAMOptions,
         summary="mixture of attention experts: every token soft-routed over E full attentions (optionally shared K/V)",
         paper="Zhang et al. 2024, BAM, arXiv 2408.08274",

@@ -55,17 +55,12 @@ class CombinerOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_combiner(ctx: Any, options: CombinerOptions) -> Any:
-    from deconstruct.builtin._combiner import CombinerAttention
-
-    return CombinerAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "combiner",
-        build=build_combiner,
+        build="deconstruct.builtin._combiner:CombinerAttention",
         options=CombinerOptions,
         summary="full-coverage attention at O(T√T): direct local span + region summaries under one softmax",
         paper="Ren et al. 2021, Combiner, NeurIPS, arXiv 2107.05768",

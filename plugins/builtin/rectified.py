@@ -50,17 +50,12 @@ class RectifiedOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_rectified(ctx: Any, options: RectifiedOptions) -> Any:
-    from deconstruct.builtin._rectified import RectifiedBlockSparseAttention
-
-    return RectifiedBlockSparseAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "rectified",
-        build=build_rectified,
+        build="deconstruct.builtin._rectified:RectifiedBlockSparseAttention",
         options=RectifiedOptions,
         summary="block-sparse top-k attention with IPAR (rescale kept mass) and GAPR (pooled dropped blocks) switches",
         paper="Liu et al. 2025, rectified sparse attention (IPAR / GAPR)",

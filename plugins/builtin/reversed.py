@@ -37,17 +37,12 @@ class ReversedOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_reversed(ctx: Any, options: ReversedOptions) -> Any:
-    from deconstruct.builtin._reversed import ReversedAttention
-
-    return ReversedAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "reversed",
-        build=build_reversed,
+        build="deconstruct.builtin._reversed:ReversedAttention",
         options=ReversedOptions,
         summary="reversed attention: children send values to parents through Aᵀ, with a head selector and message gate",
         paper="Ding et al. 2023, DependencyViT, CVPR, arXiv 2304.03282",

@@ -39,17 +39,12 @@ class SinkOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_sinks(ctx: Any, options: SinkOptions) -> Any:
-    from deconstruct.builtin._sinks import SinkAttention
-
-    return SinkAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "sinks",
-        build=build_sinks,
+        build="deconstruct.builtin._sinks:SinkAttention",
         options=SinkOptions,
         summary="attention with a learnable sink: a per-head sink logit (zero value) or a learned sink key/value",
         paper="Xiao et al. 2023, StreamingLLM, arXiv 2309.17453; Miller 2023, softmax-off-by-one; OpenAI 2025, gpt-oss sinks",

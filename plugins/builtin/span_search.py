@@ -45,17 +45,12 @@ class SpanSearchOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_span_search(ctx: Any, options: SpanSearchOptions) -> Any:
-    from deconstruct.builtin._span_search import SpanSearchAttention
-
-    return SpanSearchAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "span_search",
-        build=build_span_search,
+        build="deconstruct.builtin._span_search:SpanSearchAttention",
         options=SpanSearchOptions,
         summary="span search: a learned router picks top-k of √T contiguous spans, attention within each, gated sum",
         paper="superlinear multi-step attention (span search), 2026",

@@ -57,17 +57,12 @@ class SparsifinerOptions(BaseModel):
         AttentionOptions().check(ctx)
 
 
-def build_sparsifiner(ctx: Any, options: SparsifinerOptions) -> Any:
-    from deconstruct.builtin._sparsifiner import SparsifinerAttention
-
-    return SparsifinerAttention(ctx, options)
-
 
 @hookimpl
 def register_mixers(register: Any) -> None:
     register(
         "sparsifiner",
-        build=build_sparsifiner,
+        build="deconstruct.builtin._sparsifiner:SparsifinerAttention",
         options=SparsifinerOptions,
         summary="learned sparse attention: a low-rank connectivity predictor picks top-k keys per query",
         paper="Wei et al. 2023, Sparsifiner, CVPR, arXiv 2303.13755",
