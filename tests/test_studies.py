@@ -33,12 +33,6 @@ def test_spec_validates_as_written(path):
     assert resolved.name == path.stem and resolved.spec.search
 
 
-def shrink(path: Path) -> list[str]:
-    """SHRINK without the task keys this spec's task has no option for (e.g. max_bytes of a synthetic task)."""
-    fields = type(load_spec(path).task_options).model_fields
-    return [s for s in SHRINK if not s.startswith("task.") or s.split("=")[0].removeprefix("task.") in fields]
-
-
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_every_configuration_of_the_search_space_trains(path):
     search = load_spec(path).spec.search
