@@ -24,6 +24,7 @@ class TestReversedConformance(MixerConformance):
     mixer_name = "reversed"
     plugins = (reversed_mixer,)
     task = CLOZE
+    signed_weights = True  # row j is what parent j receives: a sum over children, not a distribution
 
 
 make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=10, causal=False)

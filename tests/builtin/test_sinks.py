@@ -21,12 +21,14 @@ from deconstruct.testing import MixerConformance, check_light_import, check_mixe
 class TestSinkLogitConformance(MixerConformance):
     mixer_name = "sinks"
     plugins = (sinks,)
+    signed_weights = True  # rows over the real tokens sum to 1 − the sink's share
 
 
 class TestSinkTokenConformance(MixerConformance):
     mixer_name = "sinks"
     plugins = (sinks,)
     options = {"sink": "token"}
+    signed_weights = True  # rows over the real tokens sum to 1 − the sink's share
 
 
 make_ctx = partial(helpers.make_ctx, d=16, heads=4, T=10)
