@@ -9,27 +9,10 @@ Prints one row per (backend, sequence length) and each backend's speed relative 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import torch
 
-
-def _load_kernels():
-    """deconstruct.kernels, or the repository's kernels/ folder when the package lacks it."""
-    try:
-        return importlib.import_module("deconstruct.kernels")
-    except ImportError:
-        root = Path(__file__).resolve().parents[1] / "kernels"
-        spec = importlib.util.spec_from_file_location(
-            "deconstruct.kernels", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["deconstruct.kernels"] = module
-        spec.loader.exec_module(module)
-        return module
+from deconstruct.kernels import benchmark_attention
 
 
 def _fmt(value, spec: str) -> str:
@@ -59,8 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     heads = args.heads or (4 if on_cpu else 8)
     repeats = args.repeats or (3 if on_cpu else 20)
 
-    kernels = _load_kernels()
-    rows = kernels.benchmark_attention(
+    rows = benchmark_attention(
         device=device,
         seq_lens=seq_lens,
         batch=batch,

@@ -109,6 +109,8 @@ for _m in (
            help="validation loss in bits per byte of text (loss / ln 2 / bytes per token)"),
     Metric("val_perplexity", tasks=(), help="validation perplexity per token, exp(val_loss)"),
     Metric("accuracy", direction="maximize", kind="fraction", tasks=(), help="accuracy on labelled positions"),
+    Metric("attention_backend", kind="text",
+           help="what computed each layer's token mixing (comma-separated, layer 1 first), e.g. sdpa,window-blocked"),
 ):
     declare(_m)
 
@@ -201,6 +203,8 @@ def show(name: str, value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     kind = get(name).kind
+    if kind == "text":
+        return str(value)
     if kind == "count":
         return f"{round(value):,}"
     if kind == "rate":

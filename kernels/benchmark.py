@@ -13,7 +13,6 @@ and whose "error" says why.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._env import interpreting
 from .flash_attention.reference import attention_reference
 
 ALL_BACKENDS = ("eager", "sdpa", "compile", "triton")
@@ -48,7 +48,7 @@ def _triton_native(device: torch.device) -> str | None:
     """None when the Triton backend can run natively on `device`, else the reason it cannot."""
     if device.type != "cuda":
         return "triton backend needs a CUDA device"
-    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on"):
+    if interpreting():
         return "triton backend is not timed under TRITON_INTERPRET"
     try:
         import triton  # noqa: F401

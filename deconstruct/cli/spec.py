@@ -15,22 +15,30 @@ spec_app = typer.Typer(help="Validate and inspect spec files.", no_args_is_help=
 
 def describe_spec(path: Path, overrides: list[str]) -> dict:
     """The resolved spec as data: layers, parameter count and analytic FLOPs/token."""
-    from deconstruct.model import model_cost
+    import torch
+
+    from deconstruct.model import build_model, model_cost
     from deconstruct.spec import load_spec
     from deconstruct.study._check import check_search
+    from deconstruct.train import pick_device
 
     checked = check_search(path, overrides)  # every searched value too: what `study run` would refuse
     resolved = load_spec(path, overrides)
     cost = model_cost(resolved)  # built on the meta device: no memory, no initialisation cost
+    with torch.device("meta"):
+        model = build_model(resolved)
+    device = pick_device(resolved.spec.train.device)  # where `train` would run: the backends depend on it
+    backends = model.backends(device, strict=False)
     return {
         "name": resolved.name,
         "task": {"name": resolved.spec.task.name, **resolved.task_options.model_dump(mode="json")},
         "layers": [
             {"index": p.index, "mixer": p.mixer, "base": p.base, "options": p.options_dict(),
              "changed": p.options.model_dump(mode="json", exclude_defaults=True),
-             "standard": p.standard, "channel_mixer": p.channel_mixer}
-            for p in resolved.layers
+             "standard": p.standard, "channel_mixer": p.channel_mixer, "backend": backend}
+            for p, backend in zip(resolved.layers, backends, strict=True)
         ],
+        "device": str(device),
         "params": cost.params,
         "flops_per_token": cost.flops_per_token,
         "relaxed_layers": resolved.relaxed_layers,
@@ -86,13 +94,15 @@ def check(
     from rich.table import Table
 
     table = Table(title=f"{info['name']} — {len(info['layers'])} layers", title_justify="left")
-    for col in ("layer", "mixer", "resolves to", "options", "standard", "channel"):
+    for col in ("layer", "mixer", "resolves to", "options", "standard", "channel", "backend"):
         table.add_column(col)
     for layer in info["layers"]:
         opts = ", ".join(f"{k}={v}" for k, v in layer["changed"].items()) or "defaults"
         base = layer["base"] if layer["base"] != layer["mixer"] else ""
-        table.add_row(str(layer["index"]), layer["mixer"], base, opts, "yes" if layer["standard"] else "relaxed", layer["channel_mixer"])
+        table.add_row(str(layer["index"]), layer["mixer"], base, opts, "yes" if layer["standard"] else "relaxed", layer["channel_mixer"],
+                      layer["backend"])
     stdout.print(table)
+    stdout.print(f"backend: what computes each layer's mixing on {info['device']} (train.device)")
     stdout.print(f"parameters: {info['params']:,} ({human(info['params'])})")
     stdout.print(f"forward FLOPs/token: {info['flops_per_token']:,} ({human(info['flops_per_token'])})")
     if info["search"]:

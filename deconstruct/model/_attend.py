@@ -1,34 +1,28 @@
 """The attention kernel dispatch: every softmax-form mixer calls :func:`attend`.
 
-Backends: ``eager`` (the PyTorch reference), ``sdpa`` (torch's fused scaled_dot_product_attention, the CPU
-fast path), ``triton`` (deconstruct.kernels, CUDA only), ``compile`` (torch.compile of the reference) and
-``auto`` (triton on CUDA when it imports, otherwise sdpa).
+Backends: ``eager`` (the PyTorch reference, :func:`attention_eager`), ``sdpa`` (torch's fused
+scaled_dot_product_attention), ``triton`` (deconstruct.kernels' FlashAttention, CUDA only), ``compile``
+(torch.compile of the reference) and ``auto``.
+
+``auto`` is never slower than PyTorch by construction: it resolves to ``sdpa`` on every device. SDPA
+already dispatches to FlashAttention / memory-efficient kernels on GPUs, and deconstruct's Triton kernel has
+not been measured faster on any device, so ``auto`` never picks it (ask for ``backend: triton`` explicitly;
+``deconstruct bench attention`` times both). Mixers whose form SDPA cannot express choose their own path
+and say which through ``backend_for(device)`` (shown by ``spec check`` and stored with every run).
 """
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
+from deconstruct._errors import RunError
+from deconstruct.kernels import triton_available
+from deconstruct.kernels.flash_attention.reference import attention_reference as attention_eager
 
-def attention_eager(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True, scale: float | None = None
-) -> torch.Tensor:
-    """Reference attention. q (B, H, T, D); k, v (B, H_kv, S, D) with H_kv dividing H (GQA)."""
-    B, H, T, D = q.shape
-    if k.shape[1] != H:  # GQA: repeat each kv head for its group of query heads
-        k = k.repeat_interleave(H // k.shape[1], dim=1)
-        v = v.repeat_interleave(H // v.shape[1], dim=1)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
-    att = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, T, S)
-    if causal:
-        S = k.shape[2]
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        att = att.masked_fill(~mask, float("-inf"))
-    return (att.softmax(dim=-1).to(v.dtype) @ v)  # (B, H, T, D)
+BACKENDS = ("auto", "eager", "sdpa", "triton", "compile")
 
 
 def attention_sdpa(
@@ -43,32 +37,29 @@ def _compiled():
     return torch.compile(attention_eager, dynamic=True)
 
 
-@lru_cache(maxsize=8)
-def _triton_ok(device_type: str) -> bool:
-    if device_type != "cuda":
-        return False
-    try:
-        from deconstruct.kernels import triton_available
+def triton_runs_on(device: torch.device) -> bool:
+    """True when the Triton kernel can run natively on ``device`` (a CUDA device with triton importable)."""
+    return device.type == "cuda" and _triton_imports()
 
+
+@lru_cache(maxsize=1)
+def _triton_imports() -> bool:
+    try:
         return bool(triton_available())
     except Exception:
         return False
 
 
-TRITON_HEAD_DIMS = (16, 32, 64, 128)
-
-
-def _triton_shapes_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    D = q.shape[-1]
-    return D in TRITON_HEAD_DIMS and k.shape[-1] == D and v.shape[-1] == D and q.shape[-2] == k.shape[-2]
-
-
 def pick_backend(requested: str, device: torch.device) -> str:
-    """Resolve ``auto`` (and an unavailable ``triton``) to the backend actually used on ``device``."""
+    """The softmax backend used on ``device`` for ``requested``: ``auto`` → ``sdpa`` (see the module
+    docstring); an unavailable ``triton`` raises with what to use instead."""
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown attention backend {requested!r}; expected one of {', '.join(BACKENDS)}")
     if requested == "auto":
-        return "triton" if _triton_ok(device.type) else "sdpa"
-    if requested == "triton" and not _triton_ok(device.type):
-        raise RuntimeError("backend 'triton' needs a CUDA device and the triton package; use auto, sdpa or eager")
+        return "sdpa"
+    if requested == "triton" and not triton_runs_on(device):
+        raise RunError(f"backend 'triton' needs a CUDA device and the triton package (device here: {device}); "
+                       "use auto, sdpa or eager")
     return requested
 
 
@@ -80,8 +71,10 @@ def attend(
     backend: str = "sdpa",
     scale: float | None = None,
 ) -> torch.Tensor:
-    """Softmax attention through the chosen backend. Shapes as :func:`attention_eager`."""
-    if backend == "sdpa":
+    """Softmax attention through the chosen backend. q (B, H, T, D); k, v (B, H_kv, S, D), H_kv | H.
+
+    The causal mask is top-left aligned (query i sees keys j ≤ i), as SDPA's ``is_causal``."""
+    if backend in ("sdpa", "auto"):
         return attention_sdpa(q, k, v, causal, scale)
     if backend == "eager":
         return attention_eager(q, k, v, causal, scale)
@@ -91,9 +84,4 @@ def attend(
         return flash_attention(q, k, v, causal=causal, scale=scale)
     if backend == "compile":
         return _compiled()(q, k, v, causal, scale)
-    if backend == "auto":
-        chosen = pick_backend("auto", q.device)
-        if chosen == "triton" and not _triton_shapes_ok(q, k, v):
-            chosen = "sdpa"  # the kernel's head widths are 16/32/64/128 with equal q/k/v widths
-        return attend(q, k, v, causal, chosen, scale)
     raise ValueError(f"unknown attention backend {backend!r}")

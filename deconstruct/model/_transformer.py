@@ -28,6 +28,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from deconstruct._errors import RunError
 from deconstruct.model._layers import make_norm
 from deconstruct.spec import LayerPlan, MixerContext, ResolvedSpec
 from deconstruct.tasks import TaskOptions
@@ -190,6 +191,22 @@ class Transformer(nn.Module):
         """Sum of auxiliary losses (e.g. MoH load balance) that mixers stored during the last forward."""
         losses = [b.mixer.aux_loss for b in self.block_list() if getattr(b.mixer, "aux_loss", None) is not None]
         return torch.stack(losses).sum() if losses else None
+
+    def backends(self, device: torch.device | str, strict: bool = True) -> list[str]:
+        """What computes each block's token mixing on ``device`` (one entry per layer): the mixer's
+        ``backend_for(device)``, or ``pytorch`` for a mixer without one (plain PyTorch operations).
+        A backend that cannot run there raises :class:`RunError`, or shows as ``unavailable`` unless strict."""
+        device = torch.device(device)
+        out = []
+        for b in self.block_list():
+            fn = getattr(b.mixer, "backend_for", None)
+            try:
+                out.append(str(fn(device)) if fn is not None else "pytorch")
+            except RunError:
+                if strict:
+                    raise
+                out.append("unavailable")
+        return out
 
     def num_params(self, trainable_only: bool = False) -> int:
         """Unique parameters (a tied head counts once)."""

@@ -70,7 +70,7 @@ class ModelSpec(_Section):
         description="parallel blocks (GPT-J, PaLM): x + mixer(norm(x)) + channel(norm(x)), one norm, instead of one after the other",
     )
     backend: Literal["auto", "eager", "sdpa", "triton", "compile"] = Field(
-        default="auto", description="attention kernel: auto picks sdpa on CPU, triton on CUDA when installed"
+        default="auto", description="attention kernel: auto = sdpa for softmax (never slower than PyTorch) and the fastest exact path for masked forms"
     )
 
 

@@ -58,12 +58,12 @@ class TrainResult:
     seed: int
     config_hash: str
     peak_memory_bytes: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)  # e.g. bits_per_byte, skip_block_val_loss
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. bits_per_byte, skip_block_val_loss, attention_backend
     data: dict[str, Any] | None = None  # what the task read (its content hash, tokenizer): task.data_identity
     history: list[tuple[int, str, float]] = field(default_factory=list)  # (step, name, value)
     diagnostics: list[tuple[int, int, str, float]] = field(default_factory=list)  # (layer, head, name, value)
 
-    def values(self) -> dict[str, float]:
+    def values(self) -> dict[str, Any]:
         """Every per-run metric of this run by its name in :mod:`deconstruct.metrics`: the measured fields
         (``seconds`` as ``train_seconds``), then ``metrics``."""
         own = {m.name: getattr(self, f.name) for f in fields(self) if (m := find(f.name)) is not None}
@@ -234,6 +234,7 @@ def train(
     task = task if task is not None else build_task(resolved)
     model = build_model(resolved, task.vocab_size, fixed_tokens=task.fixed_tokens(task.seq_len)).to(dev)
     model.train()
+    backends = model.backends(dev)  # fails here, in one line, when a requested kernel cannot run on dev
     opt = make_optimizer(model, t, dev)
     amp = autocast_for(dev, t.precision)
     steps = total_steps(resolved)
@@ -355,7 +356,8 @@ def train(
     if not math.isfinite(val_loss):
         raise RunError(f"validation loss is non-finite ({val_loss}) after step {step}")
 
-    metrics = dict(task.metrics(val_loss))
+    metrics: dict[str, Any] = dict(task.metrics(val_loss))
+    metrics["attention_backend"] = ",".join(backends)  # per layer, as spec check shows it
     metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
     for name, batches in eval_sets.items():  # named evaluation sets (lm's eval:), scored once, at the end
         metrics.update(task.eval_metrics(name, evaluate(model, batches, amp, task=task)["val_loss"]))

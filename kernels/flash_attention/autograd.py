@@ -7,17 +7,14 @@ torch; a missing Triton or an unusable device surfaces as a clear RuntimeError a
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._env import interpreting
+
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _interpret_requested() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -50,7 +47,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"q, k, v must be on one device; got {q.device}, {k.device}, {v.device}")
     if q.device.type == "cuda":
         return
-    if q.device.type == "cpu" and _interpret_requested():
+    if q.device.type == "cpu" and interpreting():
         return
     raise RuntimeError(
         f"flash_attention runs Triton kernels on CUDA tensors (got device {q.device}). "

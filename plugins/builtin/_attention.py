@@ -22,10 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deconstruct.model import MixerContext, Rotary, attend
+from deconstruct.kernels.flash_attention.autograd import SUPPORTED_HEAD_DIMS as TRITON_HEAD_DIMS
+from deconstruct.model import MixerContext, Rotary, attend, pick_backend
 
 from . import _forms
 from .attention import DEFAULT_CHUNK
+
+#: the path each non-softmax form takes (plain PyTorch in :mod:`._forms`)
+FORM_BACKENDS = {"approximate": "chunked-taylor", "non_approximate": "chunked-prefix",
+                 "sigmoid": "eager", "relu": "eager"}
 
 
 class Attention(nn.Module):
@@ -160,10 +165,7 @@ class Attention(nn.Module):
         if self.form == "softmax":
             if k.shape[1] != v.shape[1]:  # a shared key or value head (collapsed QK / VO)
                 k, v = self._heads(k), self._heads(v)
-            backend = self.backend
-            if backend in ("auto", "triton") and (k.shape != v.shape or q.shape[0] != v.shape[0]):
-                backend = "sdpa"  # the Triton kernel wants k, v of one shape; SDPA takes any of these
-            y = attend(q, k, v, causal=self.causal, backend=backend, scale=self.scale)  # (B, H, T, Dv)
+            y = attend(q, k, v, causal=self.causal, backend=self.softmax_backend(q.device), scale=self.scale)
         elif self.form == "approximate":
             y = _forms.taylor_attention(
                 q, self._heads(k), self._heads(v), self.causal, self.normalization, self.chunk_size
@@ -174,6 +176,22 @@ class Attention(nn.Module):
         else:  # sigmoid | relu
             y = _forms.elementwise_attention(q, self._heads(k), self._heads(v), self.form, self.causal, self.score_scale)
         return self._output(y)
+
+    # -- which kernel runs ---------------------------------------------------------------------------------------
+    def softmax_backend(self, device: torch.device) -> str:
+        """The ``attend`` backend of the softmax form on ``device``: the requested one resolved by
+        :func:`pick_backend` (``auto`` → SDPA), except that ``triton`` falls back to SDPA when the kernel cannot
+        take these widths (it wants equal query/key and value head widths in 16/32/64/128)."""
+        backend = pick_backend(self.backend, device)
+        if backend == "triton" and not (self.Dqk == self.Dv and self.Dqk in TRITON_HEAD_DIMS):
+            return "sdpa"
+        return backend
+
+    def backend_for(self, device: torch.device) -> str:
+        """What computes the mixing on ``device`` (``spec check`` and every run show it)."""
+        if self.form == "softmax":
+            return self.softmax_backend(device)
+        return FORM_BACKENDS[self.form]
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deconstruct.model import MixerContext, RMSNorm, Rotary, attend
+from deconstruct.model import MixerContext, RMSNorm, Rotary, attend, pick_backend
 
 
 def lambda_init(layer_index: int) -> float:
@@ -110,8 +110,7 @@ class DifferentialAttention(nn.Module):
         q1, k1, q2, k2, v = self._project(x, qk)
         B, H, T, D2 = v.shape
         G, r = self.G, self.r
-        # the Triton kernel wants equal q/k/v widths; values here are D_v (and r·D_v): use SDPA instead
-        backend = "sdpa" if self.backend == "triton" else self.backend
+        backend = self.backend_for(q1.device)
         y1 = attend(q1, k1, v, causal=self.causal, backend=backend)  # (B, H, T, D_v) = A_1·V
         # group g's r values side by side: (B, H, T, D_v) → (B, G, T, r·D_v)
         vg = v if r == 1 else v.reshape(B, G, r, T, D2).transpose(2, 3).reshape(B, G, T, r * D2)
@@ -120,6 +119,11 @@ class DifferentialAttention(nn.Module):
             y2 = y2.reshape(B, G, T, r, D2).transpose(2, 3).reshape(B, H, T, D2)
         y = y1 - self.lam() * y2
         return self._output(y)
+
+    def backend_for(self, device: torch.device) -> str:
+        """The ``attend`` backend of both maps on ``device``. The Triton kernel wants equal q/k/v widths and
+        the values here are D_v (and r·D_v) wide, so ``triton`` runs on SDPA."""
+        return pick_backend("sdpa" if self.backend == "triton" else self.backend, device)
 
     # -- diagnostics ------------------------------------------------------------------------------------------
     @torch.no_grad()

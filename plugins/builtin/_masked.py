@@ -20,6 +20,9 @@ class MaskedAttention(Attention):
         """(T, T) or (B, H, T, T) boolean mask for queries q and keys k, both (B, H, T, D)."""
         raise NotImplementedError
 
+    def backend_for(self, device: torch.device) -> str:
+        return "sdpa-dense-mask"
+
     def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
         # x: (B, T, d); queries/keys always come from x (qk_source "hidden")
         q, k, v = self._project(x, None)  # (B, H, T, D) each

@@ -79,7 +79,7 @@ class MoHAttention(Attention):
         # x: (B, T, d); queries/keys always come from x (qk_source "hidden")
         self.aux_loss = None
         q, k, v = self._project(x, None)  # (B, H, T, D) each
-        y = attend(q, k, v, causal=self.causal, backend=self.backend, scale=self.scale)  # (B, H, T, D)
+        y = attend(q, k, v, causal=self.causal, backend=self.softmax_backend(q.device), scale=self.scale)  # (B, H, T, D)
         if self.uniform:
             return self._output(y)
         r = self.route(x)
