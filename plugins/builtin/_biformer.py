@@ -1,83 +1,82 @@
 """nn.Module of the ``biformer`` mixer (see ``biformer.py``; Zhu et al. 2023, BiFormer, arXiv 2303.08125).
 
 Standard multi-head attention (the ``attention`` mixer's ``qkv`` / ``out_proj``, same parameters) whose
-keys are restricted by a per-(batch, head) routing mask. The routing runs under ``no_grad`` (top-k is not
-differentiable) in float32 on the projected (and, with rope, rotated) queries and keys; the token level
-calls ``torch.nn.functional.scaled_dot_product_attention`` with a boolean ``attn_mask`` of shape
-(B, H, T, T) built from it. That is a dense O(T²) reference for the *result*: the gathered-key
-implementation the paper uses costs O(T·top_k·S) at the token level, and ``flops_per_token`` counts that.
-The causal per-token region queries (prefix means) are also computed densely here, a (T, T) averaging
-matrix per layout, cached per (T, device).
+keys are restricted by a per-(batch, head) region routing (:func:`route`, under ``no_grad``: top-k is not
+differentiable, in float32 at least, on the projected and, with rope, rotated queries and keys; the causal
+per-token region queries are prefix means, a cumulative sum inside each region). With ``backend: auto`` the
+token level costs O(T·top_k·S): routed regions gathered per token on the CPU (:mod:`._blocked`),
+FlexAttention with a per-(batch, head) block mask on CUDA; any other backend runs the dense reference,
+SDPA with the (B, H, T, T) :func:`routing_mask` (see :mod:`._masked`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from deconstruct.model import MixerContext
 
+from . import _blocked, _flex
 from ._masked import MaskedAttention
 from .attention import AttentionOptions
 
 
-def region_layout(T: int, S: int, causal: bool, device=None) -> dict[str, torch.Tensor]:
-    """The sequence's region structure for T tokens in regions of S (R = ⌈T/S⌉, the last may be shorter):
-
-    region (T,) long: region of each token; avg (R, T): row r averages region r's tokens;
-    prefix (T, T) (causal only): row i averages the tokens of i's region up to and including i;
-    earlier (T, R) bool (causal only): region s lies strictly before token i's region;
-    own (T, R) bool: token i lies in region s; visible (T, T) bool: j ≤ i causal, all True otherwise.
-    """
+def region_means(x: torch.Tensor, S: int, prefix: bool) -> torch.Tensor:
+    """x (B, H, T, D) in regions of S tokens (R = ⌈T/S⌉, the last may be shorter) →
+    prefix: (B, H, T, D), token i's mean over its region's tokens up to and including i;
+    else: (B, H, R, D), each region's mean. A cumulative sum inside each region: O(T·D)."""
+    T = x.shape[-2]
     R = -(-T // S)
-    region = torch.arange(T, device=device) // S  # (T,)
-    own = region.unsqueeze(1) == torch.arange(R, device=device).unsqueeze(0)  # (T, R)
-    avg = own.T.float() / own.sum(0).unsqueeze(1).float()  # (R, T)
-    out = {"region": region, "avg": avg, "own": own}
-    if causal:
-        tril = torch.ones(T, T, dtype=torch.bool, device=device).tril()
-        same = region.unsqueeze(1) == region.unsqueeze(0)  # (T, T)
-        prefix = (same & tril).float()
-        out["prefix"] = prefix / prefix.sum(-1, keepdim=True)  # (T, T)
-        out["earlier"] = torch.arange(R, device=device).unsqueeze(0) < region.unsqueeze(1)  # (T, R)
-        out["visible"] = tril
-    else:
-        out["visible"] = torch.ones(T, T, dtype=torch.bool, device=device)
-    return out
+    xr = F.pad(x, (0, 0, 0, R * S - T)).unflatten(2, (R, S))  # (B, H, R, S, D), zero padding at the end
+    count = (T - torch.arange(R, device=x.device) * S).clamp(max=S)  # (R,): real tokens of each region
+    if not prefix:
+        return xr.sum(-2) / count.view(R, 1).to(x.dtype)
+    csum = xr.cumsum(-2) / torch.arange(1, S + 1, device=x.device, dtype=x.dtype).view(S, 1)
+    return csum.flatten(2, 3)[:, :, :T]
 
 
 @torch.no_grad()
-def routing_mask(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool,
-                 layout: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """q, k (B, H, T, D) → (B, H, T, T) bool, True where query i attends to key j after routing.
+def route(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The region routing (fp32 at least, no gradient). q, k (B, H, T, D) →
 
-    causal: token i's region query is the mean of its region's queries up to i; it scores the earlier
-    regions' key means, keeps its own region plus the top_k − 1 best earlier ones, and j ≤ i inside them.
-    Non-causal: region query / key = whole-region means; each region keeps its top_k best key regions.
+    causal: (regions, valid), both (B, H, T, n) with n = top_k − 1: the earlier regions each token reads
+    besides its own, chosen by its region-prefix query against the region key means; ``valid`` is False
+    for picks that do not exist (token i in region r has only r earlier regions).
+    Non-causal: (regions (B, H, R, top_k), all-True valid): each region's top_k key regions by region means.
     """
     T = q.shape[-2]
-    lay = layout or region_layout(T, S, causal, q.device)
-    region, avg, own = lay["region"], lay["avg"], lay["own"]
-    R = avg.shape[0]
-    q, k = q.float(), k.float()
-    k_reg = avg @ k  # (B, H, R, D): region keys
-    if causal:
-        q_tok = lay["prefix"] @ q  # (B, H, T, D): each token's region-prefix query
-        scores = q_tok @ k_reg.transpose(-1, -2)  # (B, H, T, R)
-        earlier = lay["earlier"]
-        n = min(top_k - 1, R)
-        keep = own.expand_as(scores).clone()  # (B, H, T, R): the own region, always
-        if n > 0:
-            idx = scores.masked_fill(~earlier, float("-inf")).topk(n, dim=-1).indices  # (B, H, T, n)
-            picked = torch.zeros_like(keep).scatter_(-1, idx, True)
-            keep |= picked & earlier  # fewer than n earlier regions: the -inf picks are dropped here
-        mask = keep[..., region]  # (B, H, T, T): key j kept iff its region is
-    else:
-        q_reg = avg @ q  # (B, H, R, D)
-        scores = q_reg @ k_reg.transpose(-1, -2)  # (B, H, R, R)
-        idx = scores.topk(min(top_k, R), dim=-1).indices  # (B, H, R, top_k)
-        keep = torch.zeros(scores.shape, dtype=torch.bool, device=q.device).scatter_(-1, idx, True)
-        mask = keep[..., region][..., region, :]  # (B, H, T, T): rows by query region, columns by key region
-    return mask & lay["visible"]
+    R = -(-T // S)
+    dt = torch.promote_types(q.dtype, torch.float32)
+    q, k = q.to(dt), k.to(dt)
+    k_reg = region_means(k, S, prefix=False)  # (B, H, R, D)
+    if not causal:
+        scores = region_means(q, S, prefix=False) @ k_reg.transpose(-1, -2)  # (B, H, R, R)
+        regions = scores.topk(min(top_k, R), dim=-1).indices
+        return regions, torch.ones_like(regions, dtype=torch.bool)
+    own = torch.arange(T, device=q.device) // S  # (T,)
+    earlier = torch.arange(R, device=q.device).view(1, R) < own.view(T, 1)  # (T, R)
+    scores = region_means(q, S, prefix=True) @ k_reg.transpose(-1, -2)  # (B, H, T, R)
+    n = max(0, min(top_k - 1, R))
+    picked = scores.masked_fill(~earlier, float("-inf")).topk(n, dim=-1).indices  # (B, H, T, n)
+    valid = earlier.expand(*scores.shape).gather(-1, picked)  # a −inf pick (no such region) is not valid
+    return picked, valid
+
+
+def routing_mask(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) -> torch.Tensor:
+    """q, k (B, H, T, D) → (B, H, T, T) bool, True where query i attends to key j after :func:`route`:
+    causal, its own region's keys j ≤ i and every key of its valid picks; non-causal, every key of its
+    region's top_k regions. The dense form of the routing (the reference and ``attention_weights``)."""
+    B, H, T, _ = q.shape
+    R = -(-T // S)
+    region = torch.arange(T, device=q.device) // S  # (T,)
+    regions, valid = route(q, k, S, top_k, causal)
+    keep = torch.zeros(B, H, regions.shape[2], R, dtype=torch.bool, device=q.device)
+    keep.scatter_(-1, regions, valid)
+    if not causal:
+        return keep[..., region][..., region, :]  # rows by query region, columns by key region
+    tril = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    same = region.view(T, 1) == region.view(1, T)
+    return keep[..., region] | (same & tril)
 
 
 def mean_keys(T: int, S: int, top_k: int, causal: bool) -> float:
@@ -104,24 +103,24 @@ def routing_flops(T: int, S: int, H: int, D: int, causal: bool) -> float:
 class BiLevelRoutingAttention(MaskedAttention):
     """Softmax attention restricted to the tokens of each query's top-k routed regions (BiFormer)."""
 
+    pattern = "biformer"
+
     def __init__(self, ctx: MixerContext, options):
         super().__init__(ctx, AttentionOptions())
         self.region_size, self.top_k = options.region_size, options.top_k
-        self._layouts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}  # (T, device) → layout; not state
-
-    def layout(self, T: int, device: torch.device) -> dict[str, torch.Tensor]:
-        key = (T, str(device))
-        lay = self._layouts.get(key)
-        if lay is None:
-            if len(self._layouts) >= 8:
-                self._layouts.clear()
-            lay = self._layouts[key] = region_layout(T, self.region_size, self.causal, device)
-        return lay
 
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, H, T, T) routing mask for projected q, k (B, H, T, D)."""
-        lay = self.layout(q.shape[-2], q.device)
-        return routing_mask(q, k, self.region_size, self.top_k, self.causal, lay)
+        return routing_mask(q, k, self.region_size, self.top_k, self.causal)
+
+    def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The routed regions gathered per token (causal) or per region, O(T·top_k·S)."""
+        regions, valid = route(q, k, self.region_size, self.top_k, self.causal)
+        return _blocked.routed_attention(q, k, v, regions, valid, self.region_size, self.causal, self.scale)
+
+    def flex_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        regions, valid = route(q, k, self.region_size, self.top_k, self.causal)
+        return _flex.routed_attention(q, k, v, regions, valid, self.region_size, self.causal, self.scale)
 
     def flops_per_token(self, seq_len: int) -> int:
         """2·params + region routing + 2·keys·H·(D + D), keys the mean number of routed keys per query

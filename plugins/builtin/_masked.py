@@ -1,8 +1,13 @@
-"""Softmax attention restricted by a boolean mask: the shared body of ``window`` and ``biformer``.
+"""Softmax attention restricted by a sparsity pattern: the shared body of ``window`` and ``biformer``.
 
 Both keep the built-in :class:`Attention`'s parameters and projections and only change which keys a query
-may see. ``deconstruct.model.attend`` takes no mask (its Triton kernel knows only the causal one), so these
-call SDPA with ``attn_mask`` directly: the dense T×T scores are computed, then masked.
+may see. Each subclass gives the pattern twice: :meth:`attn_mask`, a dense boolean (…, T, T) mask (the
+reference, and ``attention_weights``), and :meth:`sparse_attention`, the same attention at its real cost.
+Which one runs (``backend_for``):
+
+    auto, on CUDA     ``flex``: FlexAttention with a block mask, skipped blocks never computed
+    auto, elsewhere   ``blocked``: :mod:`._blocked` (query blocks × their few key blocks through SDPA)
+    any other         ``dense-mask``: SDPA with the (…, T, T) mask — O(T²), the reference
 """
 
 from __future__ import annotations
@@ -10,24 +15,53 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from deconstruct.model import pick_backend
+
 from ._attention import Attention
 
 
 class MaskedAttention(Attention):
-    """Subclasses define :meth:`attn_mask`: True where a query may attend to a key."""
+    """Subclasses define :meth:`attn_mask` (True where a query may attend to a key) and
+    :meth:`sparse_attention`; :meth:`flex_attention` where FlexAttention can express the pattern."""
+
+    #: the name of the fast path in ``backend_for`` (e.g. ``window-blocked``)
+    pattern = "masked"
 
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(T, T) or (B, H, T, T) boolean mask for queries q and keys k, both (B, H, T, D)."""
         raise NotImplementedError
 
+    def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, D) attention under the pattern, at its sparse cost on the CPU."""
+        raise NotImplementedError
+
+    def flex_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, D) attention under the pattern through FlexAttention (a block mask)."""
+        raise NotImplementedError
+
     def backend_for(self, device: torch.device) -> str:
-        return "sdpa-dense-mask"
+        if self.backend != "auto":
+            pick_backend(self.backend, device)  # an unavailable request is still an error
+            return "dense-mask"
+        from ._flex import flex_runs_on
+
+        return f"{self.pattern}-flex" if flex_runs_on(device) else f"{self.pattern}-blocked"
+
+    def dense_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The reference: SDPA over all T keys with the boolean mask, (B, H, T, D)."""
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.attn_mask(q, k), scale=self.scale)
 
     def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
         # x: (B, T, d); queries/keys always come from x (qk_source "hidden")
         q, k, v = self._project(x, None)  # (B, H, T, D) each
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attn_mask(q, k), scale=self.scale)  # (B, H, T, D)
-        return self._output(y)
+        path = self.backend_for(q.device)
+        if path.endswith("-blocked"):
+            y = self.sparse_attention(q, k, v)
+        elif path.endswith("-flex"):
+            y = self.flex_attention(q, k, v)
+        else:
+            y = self.dense_attention(q, k, v)
+        return self._output(y)  # y: (B, H, T, D)
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,18 +1,21 @@
 """nn.Module of the ``window`` mixer (see ``window.py``; Hassani et al. 2023 NAT, Hassani & Shi 2022 DiNAT).
 
-Standard multi-head attention (the ``attention`` mixer's ``qkv`` / ``out_proj``, same parameters) with a
-boolean window mask. :func:`deconstruct.model.attend` takes no mask (its Triton kernel knows only the causal
-one), so this calls ``torch.nn.functional.scaled_dot_product_attention`` directly with ``attn_mask``; the
-mask is built once per (T, device) and cached. SDPA still computes the dense T×T scores, so this is the
-reference for the window's *result*, not its O(T·w) cost; ``flops_per_token`` counts the window's cost.
+Standard multi-head attention (the ``attention`` mixer's ``qkv`` / ``out_proj``, same parameters) restricted
+to a (dilated) window of keys. With ``backend: auto`` it runs at the window's cost: blocked on the CPU
+(:func:`._blocked.window_attention`), FlexAttention with a block mask on CUDA; any other backend runs the
+dense reference, SDPA with the (T, T) ``window_mask`` (see :mod:`._masked`). Masks are cached per (T, device).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from deconstruct.model import MixerContext
 
+from . import _blocked, _flex
 from ._masked import MaskedAttention
 from .attention import AttentionOptions
 
@@ -42,22 +45,36 @@ def mean_span(T: int, size: int, dilation: int, causal: bool) -> float:
 class WindowAttention(MaskedAttention):
     """Softmax attention restricted to a (dilated) window of keys around each query."""
 
+    pattern = "window"
+
     def __init__(self, ctx: MixerContext, options):
         super().__init__(ctx, AttentionOptions())
         self.size, self.dilation = options.size, options.dilation
-        self._masks: dict[tuple[int, str], torch.Tensor] = {}  # (T, device) → (T, T) mask; not state
+        self._masks: dict[tuple[str, int, str], Any] = {}  # (kind, T, device) → mask; not state
 
-    def mask(self, T: int, device: torch.device) -> torch.Tensor:
-        key = (T, str(device))
+    def _cached(self, kind: str, T: int, device: torch.device, make: Callable[[], Any]) -> Any:
+        key = (kind, T, str(device))
         m = self._masks.get(key)
         if m is None:
             if len(self._masks) >= 8:
                 self._masks.clear()
-            m = self._masks[key] = window_mask(T, self.size, self.dilation, self.causal, device)
+            m = self._masks[key] = make()
         return m
+
+    def mask(self, T: int, device: torch.device) -> torch.Tensor:
+        return self._cached("dense", T, device, lambda: window_mask(T, self.size, self.dilation, self.causal, device))
 
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return self.mask(q.shape[-2], q.device)  # (T, T), broadcast over B and H
+
+    def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return _blocked.window_attention(q, k, v, self.size, self.dilation, self.causal, self.scale)
+
+    def flex_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        T = q.shape[-2]
+        bm = self._cached("flex", T, q.device,
+                          lambda: _flex.window_block_mask(T, self.size, self.dilation, self.causal, q.device))
+        return _flex.window_attention(q, k, v, bm, self.scale)
 
     def flops_per_token(self, seq_len: int) -> int:
         """2·params + 2·span·H·(D + D), span the mean window size clipped at the edges (≤ min(w, T) keys,

@@ -170,14 +170,6 @@ def test_causal_routing_ignores_later_tokens_of_the_region():
         torch.testing.assert_close(m(x2)[:, : i + 1], y[:, : i + 1], atol=0, rtol=0)
 
 
-def test_layout_is_cached():
-    m = make({"region_size": 4})
-    a = m.layout(14, torch.device("cpu"))
-    assert m.layout(14, torch.device("cpu")) is a
-    assert m.layout(6, torch.device("cpu"))["visible"].shape == (6, 6)
-    assert "_layouts" not in str(list(m.state_dict()))
-
-
 def test_flops_and_keys():
     T = 14
     for causal in (True, False):  # the mean number of routed keys equals the mask's mean row count

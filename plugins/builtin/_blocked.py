@@ -1,0 +1,125 @@
+"""Sparse attention patterns at their real cost on the CPU: each query block attends only to the keys it
+may see, through SDPA (``window``) or a per-token gather (``biformer``); autograd gives the backward.
+
+- :func:`window_attention` — a (dilated) sliding window. A dilation δ splits the sequence into δ interleaved
+  subsequences (positions ≡ ρ mod δ), inside each of which the window is contiguous; queries are cut into
+  blocks of ``block`` tokens, and each block attends to its own keys plus the w − 1 before it (and ⌊w/2⌋
+  after it, non-causal) in one batched SDPA call. Cost O(T·(block + w)·D) instead of O(T²·D).
+- :func:`routed_attention` — BiFormer's token level: each query attends to its top-k routed regions of S
+  keys, gathered per token (causal: its own region's prefix plus top_k − 1 earlier regions, routing per
+  token) or per region (non-causal: the region's top_k regions, one SDPA call per region). Cost
+  O(T·top_k·S·D).
+
+Both equal the dense masked reference (``MaskedAttention`` with an (…, T, T) mask) up to summation order.
+Shapes: q, k, v (B, H, T, D); returns (B, H, T, D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _pad(x: torch.Tensor, before: int, after: int, dim: int = -2) -> torch.Tensor:
+    """Zero-pad ``dim`` with ``before`` / ``after`` entries."""
+    if before == 0 and after == 0:
+        return x
+    pads = [0, 0] * (x.dim() - 1 - (dim % x.dim())) + [before, after]
+    return F.pad(x, pads)
+
+
+# -- window ----------------------------------------------------------------------------------------------------
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: int, dilation: int = 1,
+                     causal: bool = True, scale: float | None = None, block: int | None = None) -> torch.Tensor:
+    """Softmax attention of query i over keys j with δ | (i − j) and 0 ≤ i − j ≤ (w − 1)·δ (causal) or
+    |i − j| ≤ ⌊w/2⌋·δ (non-causal); w = ``size``, δ = ``dilation``. See the module docstring."""
+    B, H, T, D = q.shape
+    before = size - 1 if causal else size // 2  # keys a query sees before / after itself (in its subsequence)
+    after = 0 if causal else size // 2
+    C = block or max(32, min(256, size))
+    if dilation == 1:
+        return _window_blocks(q, k, v, before, after, torch.tensor([T], device=q.device), scale, C)
+    # δ interleaved subsequences (positions ρ, ρ + δ, …), each with a contiguous window: (B, H·δ, ⌈T/δ⌉, ·)
+    pad = (-T) % dilation
+    q, k, v = (_pad(t, 0, pad).unflatten(2, (-1, dilation)).transpose(2, 3).flatten(1, 2) for t in (q, k, v))
+    rho = torch.arange(dilation, device=q.device)
+    lengths = ((T - rho + dilation - 1) // dilation).repeat(H)  # (H·δ,): real positions in each subsequence
+    y = _window_blocks(q, k, v, before, after, lengths, scale, C)  # (B, H·δ, ⌈T/δ⌉, Dv)
+    return y.unflatten(1, (H, dilation)).transpose(2, 3).flatten(2, 3)[:, :, :T]
+
+
+def _window_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, before: int, after: int,
+                   lengths: torch.Tensor, scale: float | None, C: int) -> torch.Tensor:
+    """Contiguous window over query blocks of C tokens; ``lengths`` (G,) or (1,): the real tokens of each
+    head's sequence (the rest is padding). q, k (B, G, T, D), v (B, G, T, Dv) → (B, G, T, Dv)."""
+    B, G, T, _ = q.shape
+    N = -(-T // C)  # query blocks
+    L = C + before + after  # keys per block
+    # keys padded so that block n reads rows [n·C, n·C + L) of the padded sequence
+    kb = _pad(k, before, N * C - T + after).unfold(2, L, C).transpose(-1, -2)  # (B, G, N, L, D)
+    vb = _pad(v, before, N * C - T + after).unfold(2, L, C).transpose(-1, -2)  # (B, G, N, L, Dv)
+    qb = _pad(q, 0, N * C - T).unflatten(2, (N, C))  # (B, G, N, C, D)
+    mask = _window_block_mask(C, N, L, before, after, lengths)  # (G or 1, N, C, L)
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)  # (B, G, N, C, Dv)
+    return y.flatten(2, 3)[:, :, :T]
+
+
+def _window_block_mask(C: int, N: int, L: int, before: int, after: int, lengths: torch.Tensor) -> torch.Tensor:
+    """(G, N, C, L) bool: query c of block n (position n·C + c) sees padded key l (position n·C + l − before)
+    when −after ≤ c − (l − before) ≤ before and the key is a real position (< the sequence's length). A
+    padding query keeps its window whatever the keys are (finite zeros), so no row is ever empty."""
+    device = lengths.device
+    c = torch.arange(C, device=device).view(1, 1, C, 1)
+    lk = torch.arange(L, device=device).view(1, 1, 1, L)
+    n = torch.arange(N, device=device).view(1, N, 1, 1)
+    length = lengths.view(-1, 1, 1, 1)
+    rel = c - (lk - before)  # query position − key position
+    in_window = (rel >= -after) & (rel <= before)
+    key_pos = n * C + lk - before
+    real_query = n * C + c < length
+    return in_window & (((key_pos >= 0) & (key_pos < length)) | ~real_query)
+
+
+# -- biformer ----------------------------------------------------------------------------------------------------
+def routed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, regions: torch.Tensor,
+                     valid: torch.Tensor | None, S: int, causal: bool, scale: float | None = None) -> torch.Tensor:
+    """Attention over routed regions of S keys.
+
+    causal: ``regions`` (B, H, T, n) the earlier regions each token reads besides its own, ``valid`` (B, H, T, n)
+    whether each pick is real (fewer than n earlier regions exist near the start). Non-causal: ``regions``
+    (B, H, R, top_k) the key regions of each query region (``valid`` unused)."""
+    B, H, T, D = q.shape
+    Dv = v.shape[-1]
+    R = -(-T // S)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    kr = _pad(k, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, D)
+    vr = _pad(v, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, Dv)
+    real = torch.arange(R * S, device=q.device).view(R, S) < T  # (R, S): keys that exist
+    if not causal:  # one SDPA call per query region over its top_k regions
+        kg = _gather_regions(kr, regions).flatten(3, 4)  # (B, H, R, n·S, D)
+        vg = _gather_regions(vr, regions).flatten(3, 4)
+        mask = real[regions].flatten(-2).unsqueeze(-2)  # (B, H, R, 1, n·S)
+        qr = _pad(q, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, D)
+        y = F.scaled_dot_product_attention(qr, kg, vg, attn_mask=mask, scale=scale)  # (B, H, R, S, Dv)
+        return y.flatten(2, 3)[:, :, :T]
+    # causal: token i (region r) reads its own region's keys j ≤ i, plus the n picked earlier regions
+    own = torch.arange(T, device=q.device) // S  # (T,)
+    picks = torch.cat([own.view(1, 1, T, 1).expand(B, H, T, 1), regions], dim=-1)  # (B, H, T, 1 + n)
+    kg = _gather_regions(kr, picks)  # (B, H, T, 1 + n, S, D)
+    vg = _gather_regions(vr, picks)  # (B, H, T, 1 + n, S, Dv)
+    s = torch.einsum("bhtd,bhtnsd->bhtns", q, kg) * scale  # (B, H, T, 1 + n, S)
+    pos = torch.arange(S, device=q.device)
+    own_ok = (own * S).view(T, 1) + pos.view(1, S) <= torch.arange(T, device=q.device).view(T, 1)  # (T, S)
+    ok = torch.cat([own_ok.view(1, 1, T, 1, S).expand(B, H, T, 1, S),
+                    ((valid.unsqueeze(-1) if valid is not None else True) & real[regions])], dim=-2)
+    w = s.masked_fill(~ok, float("-inf")).flatten(-2).softmax(-1).view_as(s)  # own key i always kept
+    return torch.einsum("bhtns,bhtnsd->bhtd", w, vg).reshape(B, H, T, Dv)
+
+
+def _gather_regions(xr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """xr (B, H, R, S, E), idx (B, H, M, n) region indices → (B, H, M, n, S, E)."""
+    B, H, R, S, E = xr.shape
+    base = torch.arange(B * H, device=xr.device).view(B, H, 1, 1) * R
+    return xr.reshape(B * H * R, S, E)[base + idx]
