@@ -4,9 +4,9 @@ Standard multi-head attention (the ``attention`` mixer's ``qkv`` / ``out_proj``,
 keys are restricted by a per-(batch, head) region routing (:func:`route`, under ``no_grad``: top-k is not
 differentiable, in float32 at least, on the projected and, with rope, rotated queries and keys; the causal
 per-token region queries are prefix means, a cumulative sum inside each region). With ``backend: auto`` the
-token level costs O(T·top_k·S): routed regions gathered per token on the CPU (:mod:`._blocked`),
-FlexAttention with a per-(batch, head) block mask on CUDA; any other backend runs the dense reference,
-SDPA with the (B, H, T, T) :func:`routing_mask` (see :mod:`._masked`).
+token level runs FlexAttention with a per-(batch, head) block mask on CUDA, and on the CPU, non-causal, at
+O(T·top_k·S) with each region's routed regions gathered (:mod:`._blocked`). Causal on the CPU, and with any
+other backend, it runs the dense reference: SDPA with the (B, H, T, T) :func:`routing_mask` (:mod:`._masked`).
 """
 
 from __future__ import annotations
@@ -113,10 +113,17 @@ class BiLevelRoutingAttention(MaskedAttention):
         """(B, H, T, T) routing mask for projected q, k (B, H, T, D)."""
         return routing_mask(q, k, self.region_size, self.top_k, self.causal)
 
+    def backend_for(self, device: torch.device) -> str:
+        """As :class:`MaskedAttention`, except causal on the CPU: routing is per token there, a query block
+        would read the union of its tokens' regions, and that measured no faster than the dense masked SDPA
+        (benchmarks/sparse_attention.py), so ``auto`` keeps the dense reference."""
+        path = super().backend_for(device)
+        return "dense-mask" if path.endswith("-blocked") and self.causal else path
+
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The routed regions gathered per token (causal) or per region, O(T·top_k·S)."""
-        regions, valid = route(q, k, self.region_size, self.top_k, self.causal)
-        return _blocked.routed_attention(q, k, v, regions, valid, self.region_size, self.causal, self.scale)
+        """Non-causal: each region's top_k regions gathered per region, O(T·top_k·S)."""
+        regions, _ = route(q, k, self.region_size, self.top_k, self.causal)
+        return _blocked.routed_attention(q, k, v, regions, self.region_size, self.scale)
 
     def flex_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         regions, valid = route(q, k, self.region_size, self.top_k, self.causal)

@@ -5,10 +5,11 @@ may see, through SDPA (``window``) or a per-token gather (``biformer``); autogra
   subsequences (positions ≡ ρ mod δ), inside each of which the window is contiguous; queries are cut into
   blocks of ``block`` tokens, and each block attends to its own keys plus the w − 1 before it (and ⌊w/2⌋
   after it, non-causal) in one batched SDPA call. Cost O(T·(block + w)·D) instead of O(T²·D).
-- :func:`routed_attention` — BiFormer's token level: each query attends to its top-k routed regions of S
-  keys, gathered per token (causal: its own region's prefix plus top_k − 1 earlier regions, routing per
-  token) or per region (non-causal: the region's top_k regions, one SDPA call per region). Cost
-  O(T·top_k·S·D).
+- :func:`routed_attention` — BiFormer's token level, non-causal: each query region attends to the keys of its
+  top_k routed regions, gathered per region, in one SDPA call. Cost O(T·top_k·S·D). (Causal routing is per
+  token — each token's region-prefix query picks its own regions — so a query block would read the union
+  of its tokens' picks; measured on the CPU that is no faster than the dense masked SDPA, which therefore
+  stays the causal CPU path.)
 
 Both equal the dense masked reference (``MaskedAttention`` with an (…, T, T) mask) up to summation order.
 Shapes: q, k, v (B, H, T, D); returns (B, H, T, D).
@@ -84,38 +85,21 @@ def _window_block_mask(C: int, N: int, L: int, before: int, after: int, lengths:
 
 # -- biformer ----------------------------------------------------------------------------------------------------
 def routed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, regions: torch.Tensor,
-                     valid: torch.Tensor | None, S: int, causal: bool, scale: float | None = None) -> torch.Tensor:
-    """Attention over routed regions of S keys.
-
-    causal: ``regions`` (B, H, T, n) the earlier regions each token reads besides its own, ``valid`` (B, H, T, n)
-    whether each pick is real (fewer than n earlier regions exist near the start). Non-causal: ``regions``
-    (B, H, R, top_k) the key regions of each query region (``valid`` unused)."""
+                     S: int, scale: float | None = None) -> torch.Tensor:
+    """Non-causal attention over routed regions of S keys: ``regions`` (B, H, R, top_k) the key regions of
+    each query region (``_biformer.route``); one SDPA call per query region over its top_k·S keys."""
     B, H, T, D = q.shape
-    Dv = v.shape[-1]
     R = -(-T // S)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     kr = _pad(k, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, D)
     vr = _pad(v, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, Dv)
     real = torch.arange(R * S, device=q.device).view(R, S) < T  # (R, S): keys that exist
-    if not causal:  # one SDPA call per query region over its top_k regions
-        kg = _gather_regions(kr, regions).flatten(3, 4)  # (B, H, R, n·S, D)
-        vg = _gather_regions(vr, regions).flatten(3, 4)
-        mask = real[regions].flatten(-2).unsqueeze(-2)  # (B, H, R, 1, n·S)
-        qr = _pad(q, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, D)
-        y = F.scaled_dot_product_attention(qr, kg, vg, attn_mask=mask, scale=scale)  # (B, H, R, S, Dv)
-        return y.flatten(2, 3)[:, :, :T]
-    # causal: token i (region r) reads its own region's keys j ≤ i, plus the n picked earlier regions
-    own = torch.arange(T, device=q.device) // S  # (T,)
-    picks = torch.cat([own.view(1, 1, T, 1).expand(B, H, T, 1), regions], dim=-1)  # (B, H, T, 1 + n)
-    kg = _gather_regions(kr, picks)  # (B, H, T, 1 + n, S, D)
-    vg = _gather_regions(vr, picks)  # (B, H, T, 1 + n, S, Dv)
-    s = torch.einsum("bhtd,bhtnsd->bhtns", q, kg) * scale  # (B, H, T, 1 + n, S)
-    pos = torch.arange(S, device=q.device)
-    own_ok = (own * S).view(T, 1) + pos.view(1, S) <= torch.arange(T, device=q.device).view(T, 1)  # (T, S)
-    ok = torch.cat([own_ok.view(1, 1, T, 1, S).expand(B, H, T, 1, S),
-                    ((valid.unsqueeze(-1) if valid is not None else True) & real[regions])], dim=-2)
-    w = s.masked_fill(~ok, float("-inf")).flatten(-2).softmax(-1).view_as(s)  # own key i always kept
-    return torch.einsum("bhtns,bhtnsd->bhtd", w, vg).reshape(B, H, T, Dv)
+    kg = _gather_regions(kr, regions).flatten(3, 4)  # (B, H, R, top_k·S, D)
+    vg = _gather_regions(vr, regions).flatten(3, 4)  # (B, H, R, top_k·S, Dv)
+    mask = real[regions].flatten(-2).unsqueeze(-2)  # (B, H, R, 1, top_k·S): the short last region's padding
+    qr = _pad(q, 0, R * S - T).unflatten(2, (R, S))  # (B, H, R, S, D)
+    y = F.scaled_dot_product_attention(qr, kg, vg, attn_mask=mask, scale=scale)  # (B, H, R, S, Dv)
+    return y.flatten(2, 3)[:, :, :T]
 
 
 def _gather_regions(xr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
