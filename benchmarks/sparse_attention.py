@@ -5,8 +5,9 @@ dense masked reference (backend sdpa), forward+backward of the attention, then a
     python benchmarks/sparse_attention.py --seq-lens 512 1024 --repeats 2 --no-step
 
 Attention rows: q, k, v (B, H, T, D) → output, backward to q, k, v; biformer non-causal (its causal routing
-is per token, and ``auto`` keeps the dense path there on the CPU), routing included on both sides. Step rows: one optimizer step of a 4-layer window model (d 256, 4 heads) through deconstruct's own
-model and AdamW, batch B at T = --step-len. Prints medians and the ratio dense / blocked.
+is per token, and ``auto`` keeps the dense path there on the CPU), routing included on both
+sides. Step rows: one optimizer step of a 4-layer window model (4 heads, d = --step-d-model, 64 as in the
+quickstart) through deconstruct's own model and AdamW, batch --step-batch at T = --step-len. Prints medians and the ratio dense / blocked.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def step_rows(args) -> None:
     T = args.step_len
     for backend in ("sdpa", "auto"):  # sdpa: the dense masked reference; auto: blocked
         spec = {"name": "step", "task": {"name": "lm", "corpus": "stdlib", "seq_len": T, "max_bytes": 200_000},
-                "model": {"d_model": 256, "layers": 4, "heads": 4, "backend": backend,
+                "model": {"d_model": args.step_d_model, "layers": 4, "heads": 4, "backend": backend,
                           "mixer": {"kind": "window", "size": args.window}},
                 "train": {"batch_size": args.step_batch}}
         resolved = load_spec(spec)
@@ -89,7 +90,7 @@ def step_rows(args) -> None:
         opt = make_optimizer(model, resolved.spec.train, torch.device("cpu"))
         x = torch.randint(0, 256, (args.step_batch, T))
         ms = timed(partial(train_step, model, opt, x), args.repeats)
-        print(f"4-layer window W={args.window} step, T={T} B={args.step_batch}, backend {backend:<4} "
+        print(f"4-layer window W={args.window} step, d={args.step_d_model} T={T} B={args.step_batch}, backend {backend:<4} "
               f"({model.backends('cpu')[0]}): {ms:9.1f} ms", flush=True)
 
 
@@ -105,10 +106,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--step-len", type=int, default=2048)
     p.add_argument("--step-batch", type=int, default=2)
+    p.add_argument("--step-d-model", type=int, default=64, help="width of the step's model (64: the quickstart's)")
+    p.add_argument("--no-attention", action="store_true", help="only the training step")
     p.add_argument("--no-step", action="store_true")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={args.batch} H={args.heads} D={args.head_dim}")
-    attention_rows(args)
+    if not args.no_attention:
+        attention_rows(args)
     if not args.no_step:
         step_rows(args)
 

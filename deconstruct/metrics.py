@@ -109,6 +109,7 @@ for _m in (
            help="validation loss in bits per byte of text (loss / ln 2 / bytes per token)"),
     Metric("val_perplexity", tasks=(), help="validation perplexity per token, exp(val_loss)"),
     Metric("accuracy", direction="maximize", kind="fraction", tasks=(), help="accuracy on labelled positions"),
+    Metric("compile", kind="text", help="with train.compile: compiled, or eager and why it could not be compiled"),
     Metric("attention_backend", kind="text",
            help="what computed each layer's token mixing (comma-separated, layer 1 first), e.g. sdpa,window-blocked"),
 ):

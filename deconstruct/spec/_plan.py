@@ -121,7 +121,7 @@ class ResolvedSpec:
         model = self.spec.model.model_dump(mode="json", exclude={"mixer", "standard", "layout", "standard_layers", "overrides"})
         if not model.get("parallel"):  # the default leaves the hash of every earlier configuration unchanged
             model.pop("parallel", None)
-        train = self.spec.train.model_dump(mode="json", exclude={"seeds", "checkpoint_every"})
+        train = self.spec.train.model_dump(mode="json", exclude={"seeds", "checkpoint_every", "compile"})  # how, not what
         return {
             "task": {"name": self.spec.task.name, **self.task_options.model_dump(mode="json")},
             "model": model,

@@ -99,6 +99,8 @@ class TrainSpec(_Section):
         default=None, ge=1,
         description="save model, optimizer, schedule and sampler state every N steps and at the end; a killed run resumes",
     )
+    compile: bool = Field(default=False, description="torch.compile the whole model for training (eager fallback, "
+                                                  "with one line saying why, if it cannot be compiled)")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainSpec:

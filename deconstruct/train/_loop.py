@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -112,6 +113,27 @@ def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> 
     return torch.optim.AdamW(
         groups, lr=train.lr, betas=(train.beta1, train.beta2), fused=device.type == "cuda" or None
     )
+
+
+class CompiledOrEager:
+    """``model`` through ``torch.compile`` (the whole model, as nanoGPT), falling back to the eager model the
+    first time compilation fails; ``reason`` then says why in one line (``None`` while compiled)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.compiled: Any = torch.compile(model)
+        self.reason: str | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reason is None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # dynamo/inductor failures (no compiler, an unsupported op, …)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                self.reason = f"{type(exc).__name__}: {first}"[:300]
+                warnings.warn(f"train.compile: running eagerly, the model could not be compiled ({self.reason})",
+                              RuntimeWarning, stacklevel=2)
+        return self.model(x)
 
 
 def build_task(resolved: ResolvedSpec) -> Any:
@@ -281,6 +303,7 @@ def train(
     if ddp is not None:  # averages gradients over ranks; static_graph tolerates parameters a mixer leaves unused
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                         static_graph=True)
+    forward: Any = CompiledOrEager(net) if t.compile else net  # training steps only; evaluation is eager
 
     info = {"steps": steps, "params": model.num_params(), "device": str(dev), "tokens_per_step": B * T,
             "model": model, "val_batches": val_batches, "eval_sets": eval_sets, "autocast": amp}
@@ -305,7 +328,7 @@ def train(
             x, y = x[shard], y[shard]
         x, y = x.to(dev, non_blocking=non_blocking), y.to(dev, non_blocking=non_blocking)
         with amp:
-            loss = loss_fn(net(x), y)
+            loss = loss_fn(forward(x), y)
             aux = model.aux_loss()
             if aux is not None:
                 loss = loss + aux
@@ -358,6 +381,8 @@ def train(
 
     metrics: dict[str, Any] = dict(task.metrics(val_loss))
     metrics["attention_backend"] = ",".join(backends)  # per layer, as spec check shows it
+    if t.compile:
+        metrics["compile"] = "compiled" if forward.reason is None else f"eager: {forward.reason}"
     metrics.update({k: v for k, v in evals.items() if k != "val_loss"})
     for name, batches in eval_sets.items():  # named evaluation sets (lm's eval:), scored once, at the end
         metrics.update(task.eval_metrics(name, evaluate(model, batches, amp, task=task)["val_loss"]))

@@ -120,6 +120,11 @@ class BiLevelRoutingAttention(MaskedAttention):
         path = super().backend_for(device)
         return "dense-mask" if path.endswith("-blocked") and self.causal else path
 
+    def sparse_pays(self, T: int) -> bool:
+        """Blocked when the routed keys are at most a quarter of the sequence (S = 64, top_k = 4: 0.86× dense
+        at T = 512, 2.4× at 1024, fwd+bwd on one CPU core)."""
+        return self.top_k * self.region_size <= T // 4
+
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Non-causal: each region's top_k regions gathered per region, O(T·top_k·S)."""
         regions, _ = route(q, k, self.region_size, self.top_k, self.causal)

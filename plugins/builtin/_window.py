@@ -67,6 +67,11 @@ class WindowAttention(MaskedAttention):
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return self.mask(q.shape[-2], q.device)  # (T, T), broadcast over B and H
 
+    def sparse_pays(self, T: int) -> bool:
+        """Blocked when the window covers at most half the sequence (W = 128: 1.08× dense at T = 512,
+        2.2× at 1024, 5.8× at 2048, fwd+bwd on one CPU core)."""
+        return self.size * self.dilation <= T // 2
+
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return _blocked.window_attention(q, k, v, self.size, self.dilation, self.causal, self.scale)
 

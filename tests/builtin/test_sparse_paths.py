@@ -37,37 +37,53 @@ def pair(name: str, options: dict, *, T: int, d: int, heads: int, causal: bool):
     return sparse, dense
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("causal", [True, False])
+def both_paths(m, x: torch.Tensor):
+    """The mixer's output through its sparse path and through its dense reference (same weights, same x)."""
+    q, k, v = m._project(x, None)
+    return m._output(m.sparse_attention(q, k, v)), m._output(m.dense_attention(q, k, v))
+
+
+@pytest.mark.parametrize("name, causal", [("window", True), ("window", False), ("biformer", False)])
 def test_sparse_path_equals_dense_reference_with_gradients(name, causal):
+    """(Causal biformer has no blocked path: its routing is per token, see BiLevelRoutingAttention.)"""
     for options, (T, d, heads) in itertools.product(CASES[name][2], [(13, 12, 3), (37, 16, 2)]):
-        sparse, dense = pair(name, options, T=T, d=d, heads=heads, causal=causal)
-        fast = "dense-mask" if name == "biformer" and causal else f"{name}-blocked"  # see BiLevelRouting…
-        assert sparse.backend_for(torch.device("cpu")) == fast
-        assert dense.backend_for(torch.device("cpu")) == "dense-mask"
+        m = helpers.build_mixer(CASES[name][0], CASES[name][1], options, helpers.make_ctx(d=d, heads=heads, T=T, causal=causal))
         x = helpers.seeded_input(B=2, T=T, d=d).requires_grad_()
         g = torch.randn(2, T, d, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-        outs = []
-        for m in (sparse, dense):
-            y = m(x)
-            outs.append((y, torch.autograd.grad(y, (x, *m.parameters()), g)))
-        (ys, gs), (yd, gd) = outs
+        ys, yd = both_paths(m, x)
+        gs = torch.autograd.grad(ys, (x, *m.parameters()), g, retain_graph=True)
+        gd = torch.autograd.grad(yd, (x, *m.parameters()), g)
         where = f"{name} {options} T={T}"
         torch.testing.assert_close(ys, yd, rtol=1e-12, atol=1e-12, msg=lambda m, w=where: f"{w}: {m}")
         for a, b in zip(gs, gd, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=lambda m, w=where: f"{w} grad: {m}")
 
 
+@pytest.mark.parametrize("name, options, causal, T, path", [
+    ("window", {"size": 16}, True, 512, "window-blocked"), ("window", {"size": 16, "dilation": 2}, False, 64, "window-blocked"),
+    ("window", {"size": 16, "dilation": 3}, True, 64, "dense-mask"),  # covers most of the sequence
+    ("biformer", {"region_size": 16, "top_k": 4}, False, 256, "biformer-blocked"),
+    ("biformer", {"region_size": 16, "top_k": 4}, False, 128, "dense-mask"),
+    ("biformer", {"region_size": 16, "top_k": 4}, True, 4096, "dense-mask")])  # per-token routing
+def test_auto_takes_the_sparse_path_where_it_pays(name, options, causal, T, path):
+    sparse, dense = pair(name, options, T=T, d=16, heads=2, causal=causal)
+    assert sparse.backend_for(torch.device("cpu")) == path
+    assert dense.backend_for(torch.device("cpu")) == "dense-mask"
+    x = helpers.seeded_input(B=1, T=T, d=16)
+    torch.testing.assert_close(sparse(x), dense(x), rtol=1e-12, atol=1e-12)  # whichever path runs
+
+
 def test_blocked_window_is_causal():
     T, d, name = 23, 16, "window"
-    sparse, _ = pair(name, CASES[name][2][2], T=T, d=d, heads=2, causal=True)
+    m, _ = pair(name, CASES[name][2][2], T=T, d=d, heads=2, causal=True)
     x = helpers.seeded_input(B=1, T=T, d=d)
-    y = sparse(x)
+    y = both_paths(m, x)[0]
     for i in (0, 7, 15):
         x2 = x.clone()
         x2[:, i + 1 :] += 1.0
-        torch.testing.assert_close(sparse(x2)[:, : i + 1], y[:, : i + 1], rtol=0, atol=0)
-        assert not torch.allclose(sparse(x2)[:, i + 1 :], y[:, i + 1 :])
+        y2 = both_paths(m, x2)[0]
+        torch.testing.assert_close(y2[:, : i + 1], y[:, : i + 1], rtol=0, atol=0)
+        assert not torch.allclose(y2[:, i + 1 :], y[:, i + 1 :])
 
 
 class Shapes(TorchDispatchMode):
@@ -92,6 +108,7 @@ def test_sparse_path_never_builds_a_t_by_t_tensor(name, options, causal):
     T, d = 512, 16
     sparse, dense = pair(name, options, T=T, d=d, heads=2, causal=causal)
     x = helpers.seeded_input(B=1, T=T, d=d).float().requires_grad_()
+    assert sparse.backend_for(x.device) == f"{name}-blocked"
     for m, expect_big in ((sparse.float(), False), (dense.float(), True)):  # the dense one shows the check has teeth
         with Shapes() as rec:
             m(x).sum().backward()
