@@ -119,7 +119,7 @@ def benchmark_attention(
     """Time forward+backward of each backend at each sequence length.
 
     device: default CUDA when available, else CPU. dtype: default bf16 on CUDA, fp32 on CPU.
-    backends: default ("eager", "sdpa", "compile") plus "triton" where it runs natively.
+    backends: default all four; where one cannot run (triton without CUDA) its rows say why.
     Returns one dict per (backend, seq_len) with keys backend, seq_len, ms_fwd_bwd (median),
     tokens_per_s, tflops (approximate), max_abs_err_vs_reference and error (None, or why the
     backend did not run; the numbers are then None).
@@ -130,9 +130,7 @@ def benchmark_attention(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     dtype = resolve_dtype(dtype, device)
-    if backends is None:
-        backends = [b for b in ALL_BACKENDS if b != "triton" or _triton_native(device) is None]
-    backends = list(backends)
+    backends = list(ALL_BACKENDS if backends is None else backends)  # triton too: its row says why it cannot run
     for b in backends:
         if b not in ALL_BACKENDS:
             raise ValueError(f"unknown backend {b!r}; expected one of {ALL_BACKENDS}")

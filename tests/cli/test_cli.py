@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _support import cli
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -140,3 +141,21 @@ def test_version_prints_the_version_and_exits_0():
 
     res = cli("--version")
     assert res.exit_code == 0 and res.stdout.strip() == __version__
+
+
+
+def test_bench_attention_variants_json_times_each_path_once_and_says_why_a_backend_is_missing():
+    res = cli("bench", "attention", "-v", "window", "-v", "channel_attention", "-v", "approximate", "-T", "32",
+                 "-b", "auto", "-b", "sdpa", "-b", "triton", "--repeats", "1", "--d-model", "16", "--heads", "2",
+                 "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    timed = {(r["variant"], r["backend"]): r["runs"] for r in rows if r["error"] is None}
+    assert timed[("window", "sdpa")] == "dense-mask"  # T = 32 with w = 16: the blocked path does not pay
+    assert ("channel_attention", "auto") in timed  # non-causal only: timed in the cloze task
+    assert [b for (v, b) in timed if v == "approximate"] == ["auto"]  # every backend runs the same chunked path
+    assert all(r["ms_fwd_bwd"] > 0 for r in rows if r["error"] is None)
+    if not torch.cuda.is_available():
+        why = {r["variant"]: r["error"] for r in rows if r["backend"] == "triton"}
+        assert set(why) == {"window"}  # the others ignore the request (no softmax kernel) and run as with auto
+        assert "\n" not in why["window"] and "CUDA" in why["window"]
