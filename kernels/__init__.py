@@ -3,7 +3,8 @@
 One folder per kernel (as in flash-linear-attention): the Triton kernel, its autograd wrapper
 and a pure-PyTorch reference side by side.
 
-    flash_attention/   causal / non-causal FlashAttention-2 with GQA
+    flash_attention/        causal / non-causal FlashAttention-2 with GQA
+    elementwise_attention/  fused sigmoid / ReLU attention (no normaliser), causal / non-causal, GQA
     benchmark.py       eager vs SDPA vs torch.compile vs Triton timings
 
 This package is the one way to load the kernels (``deconstruct.kernels`` is installed with deconstruct;
@@ -16,9 +17,13 @@ subpackage of the same name would replace it).
 from __future__ import annotations
 
 from ._env import interpreting
+from .elementwise_attention import elementwise_attention, elementwise_attention_reference
 from .flash_attention import attention_reference, flash_attention
 
-__all__ = ["attention_reference", "benchmark_attention", "flash_attention", "interpreting", "triton_available"]
+__all__ = [
+    "attention_reference", "benchmark_attention", "elementwise_attention", "elementwise_attention_reference",
+    "flash_attention", "interpreting", "triton_available",
+]
 
 
 def triton_available() -> bool:

@@ -173,6 +173,10 @@ class Attention(nn.Module):
         elif self.form == "non_approximate":
             s = (q * self._heads(k)).sum(-1) * self.score_scale  # (B, H, T): one score per token and head
             y = _forms.prefix_softmax(s, self._heads(v), self.causal, self.chunk_size)
+        elif self.backend_for(q.device) == "triton":  # sigmoid | relu, fused (kernels/elementwise_attention)
+            from deconstruct.kernels import elementwise_attention
+
+            y = elementwise_attention(q, self._heads(k), self._heads(v), self.form, self.causal, self.score_scale)
         else:  # sigmoid | relu
             y = _forms.elementwise_attention(q, self._heads(k), self._heads(v), self.form, self.causal, self.score_scale)
         return self._output(y)
@@ -191,6 +195,9 @@ class Attention(nn.Module):
         """What computes the mixing on ``device`` (``spec check`` and every run show it)."""
         if self.form == "softmax":
             return self.softmax_backend(device)
+        if self.form in ("sigmoid", "relu") and self.backend == "triton":  # the fused kernel, only when asked
+            pick_backend("triton", device)  # raises where it cannot run
+            return "triton" if self.Dqk == self.Dv and self.Dqk in TRITON_HEAD_DIMS else "eager"
         return FORM_BACKENDS[self.form]
 
     @torch.no_grad()
