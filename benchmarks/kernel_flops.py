@@ -19,6 +19,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+W, S, TOP_K = 128, 64, 4  # window width; biformer region size and regions per query
+
 
 def time_ms(fn, repeats: int) -> float:
     fn()
@@ -63,16 +65,15 @@ def main() -> None:
         gen = torch.Generator(device="cuda").manual_seed(0)
         q, k, v, do = (torch.randn(B, H, T, D, device="cuda", dtype=dtype, generator=gen) for _ in range(4))
         q, k, v = (t.requires_grad_() for t in (q, k, v))
-        W, S, top_k = 128, 64, 4
         window_bm = _flex.window_block_mask(T, W, 1, True, q.device)
         wmask = window_mask(T, W, 1, True, q.device)
 
         def biformer_flex(q, k, v):
-            regions, valid = route(q, k, S, top_k, True)
+            regions, valid = route(q, k, S, TOP_K, True)
             return _flex.routed_attention(q, k, v, regions, valid, S, True)
 
         def biformer_dense(q, k, v):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=routing_mask(q, k, S, top_k, True))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=routing_mask(q, k, S, TOP_K, True))
 
         causal_pairs = T * (T + 1) / 2
         cases = [
@@ -82,9 +83,9 @@ def main() -> None:
              lambda q, k, v: elementwise_attention_reference(q, k, v, "sigmoid"), causal_pairs),
             ("relu fused", lambda q, k, v: elementwise_attention(q, k, v, "relu"), "eager reference",
              lambda q, k, v: elementwise_attention_reference(q, k, v, "relu"), causal_pairs),
-            (f"window W={W} flex", lambda q, k, v: _flex.window_attention(q, k, v, window_bm), "dense mask",
-             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=wmask), T * min(W, T)),
-            (f"biformer S={S} k={top_k} flex", biformer_flex, "dense mask", biformer_dense, T * top_k * S),
+            (f"window W={W} flex", lambda q, k, v, bm=window_bm: _flex.window_attention(q, k, v, bm), "dense mask",
+             lambda q, k, v, m=wmask: F.scaled_dot_product_attention(q, k, v, attn_mask=m), T * min(W, T)),
+            (f"biformer S={S} k={TOP_K} flex", biformer_flex, "dense mask", biformer_dense, T * TOP_K * S),
         ]
         for name, impl, base_name, base, pairs in cases:
             flops = 3.5 * 4 * D * pairs * B * H
