@@ -5,6 +5,7 @@ and a pure-PyTorch reference side by side.
 
     flash_attention/        causal / non-causal FlashAttention-2 with GQA
     elementwise_attention/  fused sigmoid / ReLU attention (no normaliser), causal / non-causal, GQA
+    differential_attention/ DiffAttn's two softmax maps in one pass over K/V (forward; backward via flash)
     benchmark.py       eager vs SDPA vs torch.compile vs Triton timings
 
 This package is the one way to load the kernels (``deconstruct.kernels`` is installed with deconstruct;
@@ -17,11 +18,13 @@ subpackage of the same name would replace it).
 from __future__ import annotations
 
 from ._env import interpreting
+from .differential_attention import differential_attention, differential_attention_reference
 from .elementwise_attention import elementwise_attention, elementwise_attention_reference
 from .flash_attention import attention_reference, flash_attention
 
 __all__ = [
-    "attention_reference", "benchmark_attention", "elementwise_attention", "elementwise_attention_reference",
+    "attention_reference", "benchmark_attention", "differential_attention", "differential_attention_reference",
+    "elementwise_attention", "elementwise_attention_reference",
     "flash_attention", "interpreting", "triton_available",
 ]
 

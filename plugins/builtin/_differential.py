@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deconstruct.kernels.flash_attention.autograd import SUPPORTED_HEAD_DIMS as TRITON_HEAD_DIMS
 from deconstruct.model import MixerContext, RMSNorm, Rotary, attend, pick_backend
 
 
@@ -111,6 +112,10 @@ class DifferentialAttention(nn.Module):
         B, H, T, D2 = v.shape
         G, r = self.G, self.r
         backend = self.backend_for(q1.device)
+        if backend == "triton-fused":  # r = 1: both maps in one pass over k/v
+            from deconstruct.kernels import differential_attention
+
+            return self._output(differential_attention(q1, k1, q2, k2, v, self.lam(), causal=self.causal))
         y1 = attend(q1, k1, v, causal=self.causal, backend=backend)  # (B, H, T, D_v) = A_1·V
         # group g's r values side by side: (B, H, T, D_v) → (B, G, T, r·D_v)
         vg = v if r == 1 else v.reshape(B, G, r, T, D2).transpose(2, 3).reshape(B, G, T, r * D2)
@@ -121,9 +126,15 @@ class DifferentialAttention(nn.Module):
         return self._output(y)
 
     def backend_for(self, device: torch.device) -> str:
-        """The ``attend`` backend of both maps on ``device``. The Triton kernel wants equal q/k/v widths and
-        the values here are D_v (and r·D_v) wide, so ``triton`` runs on SDPA."""
-        return pick_backend("sdpa" if self.backend == "triton" else self.backend, device)
+        """What computes both maps on ``device``: with ``backend: triton`` and r = 1, the fused kernel
+        (kernels/differential_attention, both maps in one pass over K/V); otherwise ``attend``'s backend —
+        ``triton`` there runs on SDPA (its kernel wants equal q/k/v widths; values here are D_v wide)."""
+        if self.backend == "triton":
+            pick_backend("triton", device)  # raises where it cannot run
+            if self.r == 1 and self.D in TRITON_HEAD_DIMS and self.Dv in TRITON_HEAD_DIMS and self.Dv >= self.D:
+                return "triton-fused"
+            return "sdpa"
+        return pick_backend(self.backend, device)
 
     # -- diagnostics ------------------------------------------------------------------------------------------
     @torch.no_grad()
