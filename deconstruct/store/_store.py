@@ -274,7 +274,7 @@ class RunInfo:
         resolve through :mod:`deconstruct.metrics`)."""
         name = canonical(name)
         v = getattr(self, name) if name in RUN_COLUMNS else (self.metrics or {}).get(name)
-        return None if v is None else float(v)
+        return float(v) if isinstance(v, (int, float)) else None  # text metrics (attention_backend): no value
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -449,7 +449,8 @@ class Store:
     def add_metrics(self, run_id: int, rows: Iterable[tuple[int, str, float]], *, heartbeat: bool = True) -> int:
         """Add learning-curve points (step, name, value); points already stored and non-finite values are
         skipped. Returns how many were written."""
-        rows = [(int(st), str(n), float(v)) for st, n, v in rows if v is not None and math.isfinite(float(v))]
+        rows = [(int(st), str(n), float(v)) for st, n, v in rows  # text metrics (attention_backend) are not curves
+                if isinstance(v, (int, float)) and math.isfinite(float(v))]
         with self.session() as s, s.begin():
             have = {(int(st), str(n)) for st, n in s.execute(select(MetricRow.step, MetricRow.name).where(MetricRow.run_id == run_id))}
             new = []
