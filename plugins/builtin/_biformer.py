@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from deconstruct.model import MixerContext
 
@@ -36,8 +37,12 @@ def region_means(x: torch.Tensor, S: int, prefix: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def route(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def route(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool,
+          shared: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The region routing (fp32 at least, no gradient). q, k (B, H, T, D) →
+
+    ``shared``: one decision for all heads, on the all-head affinity Σ_h q̄_h·k̄_h (the paper's: region means
+    of the full queries and keys), the chosen regions repeated over the heads; else one per head.
 
     causal: (regions, valid), both (B, H, T, n) with n = top_k − 1: the earlier regions each token reads
     besides its own, chosen by its region-prefix query against the region key means; ``valid`` is False
@@ -51,25 +56,30 @@ def route(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) ->
     k_reg = region_means(k, S, prefix=False)  # (B, H, R, D)
     if not causal:
         scores = region_means(q, S, prefix=False) @ k_reg.transpose(-1, -2)  # (B, H, R, R)
-        regions = scores.topk(min(top_k, R), dim=-1).indices
+        if shared:
+            scores = scores.sum(1, keepdim=True)  # (B, 1, R, R): the affinity of the concatenated heads
+        regions = scores.topk(min(top_k, R), dim=-1).indices.expand(q.shape[0], q.shape[1], -1, -1).contiguous()
         return regions, torch.ones_like(regions, dtype=torch.bool)
     own = torch.arange(T, device=q.device) // S  # (T,)
     earlier = torch.arange(R, device=q.device).view(1, R) < own.view(T, 1)  # (T, R)
     scores = region_means(q, S, prefix=True) @ k_reg.transpose(-1, -2)  # (B, H, T, R)
+    if shared:
+        scores = scores.sum(1, keepdim=True)  # (B, 1, T, R)
     n = max(0, min(top_k - 1, R))
-    picked = scores.masked_fill(~earlier, float("-inf")).topk(n, dim=-1).indices  # (B, H, T, n)
+    picked = scores.masked_fill(~earlier, float("-inf")).topk(n, dim=-1).indices  # (B, H or 1, T, n)
     valid = earlier.expand(*scores.shape).gather(-1, picked)  # a −inf pick (no such region) is not valid
-    return picked, valid
+    shape = (q.shape[0], q.shape[1], T, n)
+    return picked.expand(shape).contiguous(), valid.expand(shape).contiguous()
 
 
-def routing_mask(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool) -> torch.Tensor:
+def routing_mask(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool, shared: bool = True) -> torch.Tensor:
     """q, k (B, H, T, D) → (B, H, T, T) bool, True where query i attends to key j after :func:`route`:
     causal, its own region's keys j ≤ i and every key of its valid picks; non-causal, every key of its
     region's top_k regions. The dense form of the routing (the reference and ``attention_weights``)."""
     B, H, T, _ = q.shape
     R = -(-T // S)
     region = torch.arange(T, device=q.device) // S  # (T,)
-    regions, valid = route(q, k, S, top_k, causal)
+    regions, valid = route(q, k, S, top_k, causal, shared)
     keep = torch.zeros(B, H, regions.shape[2], R, dtype=torch.bool, device=q.device)
     keep.scatter_(-1, regions, valid)
     if not causal:
@@ -108,10 +118,25 @@ class BiLevelRoutingAttention(MaskedAttention):
     def __init__(self, ctx: MixerContext, options):
         super().__init__(ctx, AttentionOptions())
         self.region_size, self.top_k = options.region_size, options.top_k
+        self.shared = options.routing == "shared"
+        width = self.H * self.D
+        # BiFormer's local-context enhancement: a depth-wise conv over V (one filter per channel), with bias
+        self.lce = nn.Conv1d(width, width, options.lce, groups=width) if options.lce else None
 
     def attn_mask(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, H, T, T) routing mask for projected q, k (B, H, T, D)."""
-        return routing_mask(q, k, self.region_size, self.top_k, self.causal)
+        return routing_mask(q, k, self.region_size, self.top_k, self.causal, self.shared)
+
+    def enhance(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """y + LCE(v): v (B, H, T, D) as H·D channels over T, padded so token t sees t − K + 1 … t (causal)
+        or the K tokens centred on it."""
+        if self.lce is None:
+            return y
+        B, H, T, D = v.shape
+        K = self.lce.kernel_size[0]
+        pad = (K - 1, 0) if self.causal else ((K - 1) // 2, (K - 1) // 2)
+        c = self.lce(F.pad(v.transpose(2, 3).reshape(B, H * D, T), pad))  # (B, H·D, T)
+        return y + c.view(B, H, D, T).transpose(2, 3)
 
     def backend_for(self, device: torch.device) -> str:
         """As :class:`MaskedAttention`, except causal on the CPU: routing is per token there, a query block
@@ -127,11 +152,11 @@ class BiLevelRoutingAttention(MaskedAttention):
 
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Non-causal: each region's top_k regions gathered per region, O(T·top_k·S)."""
-        regions, _ = route(q, k, self.region_size, self.top_k, self.causal)
+        regions, _ = route(q, k, self.region_size, self.top_k, self.causal, self.shared)
         return _blocked.routed_attention(q, k, v, regions, self.region_size, self.scale)
 
     def flex_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        regions, valid = route(q, k, self.region_size, self.top_k, self.causal)
+        regions, valid = route(q, k, self.region_size, self.top_k, self.causal, self.shared)
         return _flex.routed_attention(q, k, v, regions, valid, self.region_size, self.causal, self.scale)
 
     def flops_per_token(self, seq_len: int) -> int:
@@ -141,4 +166,5 @@ class BiLevelRoutingAttention(MaskedAttention):
         keys = mean_keys(T, S, self.top_k, self.causal)
         params = sum(p.numel() for p in self.parameters())
         routing = routing_flops(T, S, self.H, self.D, self.causal)
-        return int(2 * params + routing + 2 * keys * self.H * 2 * self.D)
+        lce = 0 if self.lce is None else 2 * self.H * self.D * self.lce.kernel_size[0]
+        return int(2 * params + routing + 2 * keys * self.H * 2 * self.D + lce)

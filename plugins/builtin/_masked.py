@@ -73,7 +73,11 @@ class MaskedAttention(Attention):
             y = self.flex_attention(q, k, v)
         else:
             y = self.dense_attention(q, k, v)
-        return self._output(y)  # y: (B, H, T, D)
+        return self._output(self.enhance(y, v))  # y: (B, H, T, D)
+
+    def enhance(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """What a subclass adds to the attention output y from the values v (both (B, H, T, D)): nothing."""
+        return y
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,13 @@ Causal adaptation (choices the paper, which is non-causal 2-D vision, leaves ope
   which regions an earlier query sees, i.e. leak the future through the routing. For the last token of a
   region the two are the same. Earlier regions lie entirely in the past, so their key means are used as is.
 
+Routing is shared across heads by default, as in the paper: the region-level affinity is computed on the
+full (all-head) query and key region means, q̄·k̄ = Σ_h q̄_h·k̄_h, and every head reads the same regions;
+``routing: per_head`` routes each head on its own (the earlier behaviour of this mixer). ``lce: K`` adds the
+paper's local-context enhancement, a depth-wise convolution of kernel K over V (causal: over the K − 1
+previous tokens and the token itself) added to the attention output before W_O; its H·D·(K + 1) parameters
+(weights and bias) are the only ones beyond standard attention's.
+
 Non-causal: the paper's routing — one region query per region (the whole-region mean), top_k regions
 among all, no forced own region. The top-k selection is not differentiable; gradients flow through the
 token-level attention only, as in the paper.
@@ -25,7 +32,7 @@ token-level attention only, as in the paper.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +48,11 @@ class BiFormerOptions(BaseModel):
 
     region_size: int = Field(16, description="S: tokens per region (the last region may be shorter)")
     top_k: int = Field(4, description="key regions kept per query (causal: the query's own region plus top_k − 1 earlier)")
+    routing: Literal["shared", "per_head"] = Field(
+        "shared", description="one routing decision per region pair for all heads (the paper's) or one per head"
+    )
+    lce: int = Field(0, ge=0, description="local-context enhancement: kernel size of a depth-wise conv on V added "
+                                          "to the output (the paper's LCE uses 5); 0 = off")
 
     def check(self, ctx: Any) -> None:
         """Reject settings that cannot be built (one sentence each)."""
@@ -50,6 +62,8 @@ class BiFormerOptions(BaseModel):
             raise ValueError(f"region_size ({self.region_size}) must be at least 1 token per region")
         if self.top_k < 1:
             raise ValueError(f"top_k ({self.top_k}) must be at least 1, otherwise a query has no key region to attend to")
+        if self.lce and not ctx.causal and self.lce % 2 == 0:
+            raise ValueError(f"lce ({self.lce}) must be odd without a causal mask, so the convolution is centred on the token")
         AttentionOptions().check(ctx)  # the heads' own constraints (rope needs an even head width)
 
 

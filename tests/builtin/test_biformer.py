@@ -54,8 +54,9 @@ def key_sets(q: torch.Tensor, k: torch.Tensor, S: int, top_k: int, causal: bool)
     return sets
 
 
-def reference(m: BiLevelRoutingAttention, x: torch.Tensor, S: int, top_k: int, causal: bool):
-    """Per (batch, head, query): the explicit routed key set, softmax over it, then W_O."""
+def reference(m: BiLevelRoutingAttention, x: torch.Tensor, S: int, top_k: int, causal: bool, shared: bool = True):
+    """Per (batch, head, query): the explicit routed key set, softmax over it, then W_O. Shared routing (the
+    paper's) routes on the full queries and keys (all heads side by side), per-head routing on each head's."""
     B, T, d = x.shape
     H, D = m.H, m.D
     q, k, v = m.qkv(x).split(d, dim=-1)
@@ -64,7 +65,8 @@ def reference(m: BiLevelRoutingAttention, x: torch.Tensor, S: int, top_k: int, c
     all_sets = {}
     for b in range(B):
         for h in range(H):
-            sets = all_sets[b, h] = key_sets(q[b, :, h], k[b, :, h], S, top_k, causal)
+            rq, rk = (q[b].reshape(T, d), k[b].reshape(T, d)) if shared else (q[b, :, h], k[b, :, h])
+            sets = all_sets[b, h] = key_sets(rq, rk, S, top_k, causal)
             for i, keys in enumerate(sets):
                 s = (k[b, keys, h] @ q[b, i, h]) / math.sqrt(D)
                 out[b, i, h] = s.softmax(-1) @ v[b, keys, h]
@@ -92,12 +94,13 @@ def test_parameter_count(bias):
     assert sum(p.numel() for p in m.parameters()) == 4 * d * d + (4 * d if bias else 0)  # W_Q, W_K, W_V, W_O
 
 
+@pytest.mark.parametrize("routing", ["shared", "per_head"])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize(("S", "top_k"), [(1, 1), (3, 1), (3, 2), (4, 3), (5, 2), (20, 1)])
-def test_equals_written_out_reference(causal, S, top_k):
-    m = make({"region_size": S, "top_k": top_k}, make_ctx(causal=causal))
+def test_equals_written_out_reference(causal, S, top_k, routing):
+    m = make({"region_size": S, "top_k": top_k, "routing": routing}, make_ctx(causal=causal))
     x = x_in()  # T = 14: a short last region for S = 3, 4, 5
-    ref, sets = reference(m, x, S, top_k, causal)
+    ref, sets = reference(m, x, S, top_k, causal, shared=routing == "shared")
     torch.testing.assert_close(m(x), ref)
     q, k, v = m._project(x, None)
     mask = m.attn_mask(q, k)
@@ -108,11 +111,49 @@ def test_equals_written_out_reference(causal, S, top_k):
 
 
 def test_routing_is_not_trivial():
-    """With several regions and small top_k the heads route differently (the mask is not one fixed band)."""
-    m = make({"region_size": 2, "top_k": 2}, make_ctx(T=14))
+    """With several regions and small top_k the heads route differently per head (the mask is not one fixed
+    band), and with the paper's shared routing every head of a sequence reads the same regions."""
+    m = make({"region_size": 2, "top_k": 2, "routing": "per_head"}, make_ctx(T=14))
     q, k, _ = m._project(x_in(), None)
     mask = m.attn_mask(q, k)
     assert len({tuple(mask[b, h].flatten().tolist()) for b in range(2) for h in range(4)}) > 1
+    shared = make({"region_size": 2, "top_k": 2}, make_ctx(T=14))
+    mask = shared.attn_mask(*shared._project(x_in(), None)[:2])
+    for b in range(2):
+        assert all(torch.equal(mask[b, h], mask[b, 0]) for h in range(4))
+    assert not torch.equal(mask[0, 0], mask[1, 0])  # still input-dependent
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_local_context_enhancement_is_a_depthwise_conv_on_v(causal):
+    """lce: K adds Σ_j w_c[j]·v_c[t − K + 1 + j] + b_c per value channel c (causal: the K − 1 previous tokens
+    and t; non-causal: centred), before W_O; H·D·(K + 1) parameters more than without it."""
+    K = 3
+    plain = make({"region_size": 3, "top_k": 2}, make_ctx(causal=causal))
+    m = make({"region_size": 3, "top_k": 2, "lce": K}, make_ctx(causal=causal))
+    assert sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in plain.parameters()) == 16 * (K + 1)
+    x = x_in()
+    B, T, d = x.shape
+    with torch.no_grad():
+        m.lce.weight.normal_(), m.lce.bias.normal_()
+    _, _, v = m.qkv(x).split(d, dim=-1)  # (B, T, H·D): channel c = h·D + i, as the heads are laid out
+    w, bias = m.lce.weight[:, 0], m.lce.bias  # (H·D, K), (H·D,)
+    conv = torch.zeros_like(v)
+    for t in range(T):
+        for j in range(K):
+            src = t - (K - 1) + j if causal else t - (K - 1) // 2 + j
+            if 0 <= src < T:
+                conv[:, t] += w[:, j] * v[:, src]
+    conv = conv + bias
+    q, k, vh = m._project(x, None)
+    y = m.dense_attention(q, k, vh)  # (B, H, T, D)
+    expected = m._output(y + conv.view(B, T, 4, 4).transpose(1, 2))
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_lce_keeps_causality():
+    check_mixer("biformer", {"region_size": 5, "top_k": 2, "lce": 5}, plugins=(biformer,),
+                checks=("shape", "causal", "gradients"), seq_len=20)
 
 
 @pytest.mark.parametrize("causal", [True, False])
