@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from deconstruct.cli._common import TextFormat, print_json, stderr, stdout
+from deconstruct.cli._common import TextFormat, print_json, stderr
 from deconstruct.metrics import human
 
 data_app = typer.Typer(help="Prepare tokenised datasets (memory-mapped, identified by hash) and inspect them.",
@@ -133,11 +133,9 @@ def _show(path: Path, header: Any, format: TextFormat) -> None:
     if format == TextFormat.json:
         print_json(data)
         return
-    from rich.table import Table
-
     tok = header.tokenizer
-    table = Table(show_header=False, title=str(path), title_justify="left")
     rows = [
+        ("dataset", str(path)),
         ("tokenizer", f"{tok['name']} ({tok['kind']})"),
         ("vocab size", f"{header.vocab_size:,} ({header.dtype})"),
         ("documents", f"{header.documents:,}"),
@@ -148,9 +146,8 @@ def _show(path: Path, header: Any, format: TextFormat) -> None:
         ("sources", "; ".join(f"{s['source']} ({s['documents']:,} docs)" for s in header.sources)),
         ("content hash", header.content_hash),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    stdout.print(table)
+    for key, value in rows:  # plain lines: the hash is never cut, and grep finds every field
+        typer.echo(f"{key:<14} {value}")
 
 
 def register(app: typer.Typer) -> None:

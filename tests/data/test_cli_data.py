@@ -47,7 +47,7 @@ def test_prepare_info_train_report(tmp_path, corpus):
     assert info["content_hash"] == header["content_hash"] and info["vocab_size"] <= 300
     assert info["tokenizer"]["name"] == "bpe:300" and info["bytes_per_token"] > 1
     table = invoke("data", "info", held).stdout
-    assert read_header(held).content_hash[:16] in table and "bytes / token" in table
+    assert f"content hash   {read_header(held).content_hash}\n" in table and "bytes / token" in table
 
     spec = tmp_path / "study.yaml"
     spec.write_text(yaml.safe_dump(STUDY))
