@@ -16,10 +16,13 @@ BASE: dict[str, Any] = tiny_spec(name="s", task={"seq_len": 16}, d_model=16, lay
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on 2 shared cores run fastest on one thread (and the tests do not fight each other)."""
+def _one_thread(monkeypatch):
+    """Tiny models on 2 shared cores run fastest on one thread (and the tests do not fight each other). Child
+    processes (workers, submitted jobs) get one thread too, so a run they finish equals the same run done
+    in-process to the last bit (a different thread count changes the order of float reductions)."""
     import torch
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -47,6 +47,19 @@ def cli():
     return invoke
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Runs compared bit for bit are all single-threaded, here and in the children (CI sets no
+    OMP_NUM_THREADS; two threads reduce floats in another order than the one-threaded child)."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _kill_child_at_step(code: str, marker: str = "at-step") -> None:
     """Run ``code`` in a child that prints ``marker`` and blocks when it reaches step KILL_AT; SIGKILL it there
     (waiting on that line, not on time)."""
