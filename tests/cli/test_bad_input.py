@@ -230,7 +230,7 @@ def test_report_out_into_a_missing_folder_is_one_line(tmp_path) -> None:
 def test_workers_start_without_the_working_directory_on_sys_path(tmp_path) -> None:
     """A file in the working directory named like a standard-library module runs inside `python -m` (the
     control), but not inside the workers `study run --workers N` starts."""
-    from deconstruct.cli.study import _WORKER_BOOT
+    from deconstruct.cli._workers import _WORKER_BOOT
 
     (tmp_path / "json.py").write_text("import pathlib\npathlib.Path('imported').write_text('yes')\n"
                                       "from importlib import import_module\n")
