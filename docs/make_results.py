@@ -72,6 +72,15 @@ STUDIES = [
           for k in ("mlp", "approximate", "non_approximate", "static_qk", "random_qk", "fixed_text_qk")],
         Claim("Hybrid mlp is better than uniform mlp.", _xue("mlp", "hybrid"), _xue("mlp", "uniform"), "better"),
     ]),
+    Study("approximate-normalisation", "studies/approximate-normalisation.yaml",
+          "Xue et al. 2025, the approximate variant's normaliser (why this tool deviates from the paper's text)", [
+        Claim("The paper's per-order normalisation trains worse than one normaliser (uniform).",
+              {"model.mixer.normalization": "separate", "model.layout": "uniform"},
+              {"model.mixer.normalization": "single", "model.layout": "uniform"}, "worse"),
+        Claim("The paper's per-order normalisation trains worse than one normaliser (hybrid).",
+              {"model.mixer.normalization": "separate", "model.layout": "hybrid"},
+              {"model.mixer.normalization": "single", "model.layout": "hybrid"}, "worse"),
+    ]),
     Study("deconstructing-attention-layouts", "studies/deconstructing-attention-layouts.yaml", "Xue et al. 2025, layout ablation", [
         Claim("For mlp, keeping standard attention in the top half beats keeping only the last layer.",
               _xue("mlp", "top"), _xue("mlp", "last"), "better"),

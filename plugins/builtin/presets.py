@@ -33,7 +33,8 @@ DONG = "Dong et al. 2025, Is Random Attention Sufficient for Sequence Modeling?"
 PRESETS: dict[str, tuple[dict[str, Any], str, str]] = {
     "approximate": (
         {"form": "approximate"},
-        "2nd-order Taylor linear attention φ(x)=[1, x/d^¼, x⊗x/(√2√d)], causal, linear time",
+        "2nd-order Taylor linear attention φ(x)=[1, x/d^¼, x⊗x/(√2√d)], causal, linear time; deviates: one "
+        "normaliser for the three orders (the paper's per-order one, normalization: separate, diverges)",
         XUE + "; Arora et al. 2024 (Based), arXiv 2402.18668",
     ),
     "non_approximate": (

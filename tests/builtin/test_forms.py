@@ -75,10 +75,12 @@ def test_taylor_separate_normalises_each_order_on_its_own():
     torch.testing.assert_close(out, expected @ v)
 
 
-def test_approximate_defaults_to_the_papers_normalisation():
+def test_approximate_defaults_to_the_single_normaliser():
+    """MECHANISMS.md: offer both, default to the single normaliser (the per-order one diverges in training)."""
     from deconstruct.builtin.attention import AttentionOptions
 
-    assert AttentionOptions(form="approximate").normalization == "separate"
+    assert AttentionOptions(form="approximate").normalization == "single"
+    assert AttentionOptions(form="approximate", normalization="separate").normalization == "separate"
     assert AttentionOptions(form="approximate", normalization="single").normalization == "single"
     assert AttentionOptions().normalization == "single"  # softmax: the option does not apply
 
