@@ -75,6 +75,28 @@ def code_key(versions: Mapping[str, Any], plugins: list[dict[str, Any]]) -> tupl
     return tuple(sorted((str(p.get("name")), str(p.get("version")), str(p.get("source") or own)) for p in plugins))
 
 
+def describe_deconstruct(versions: Mapping[str, Any]) -> str:
+    """``0.1.0 @662dd88abc12 (source 1a2b3c4d)``: deconstruct's version, commit and source hash in a run."""
+    text = str(versions.get("deconstruct", "?"))
+    if versions.get("deconstruct_commit"):
+        text += f" @{versions['deconstruct_commit']}"
+    if versions.get("deconstruct_source"):
+        text += f" (source {str(versions['deconstruct_source'])[:8]})"
+    return text
+
+
+def describe_plugins(plugins: list[dict[str, Any]]) -> str:
+    """``attention 0.1.0 (source 1a2b3c4d), mlp 0.2 …``: each provider of a run, its version and source hash
+    (built-in providers share deconstruct's source, so they show none of their own)."""
+    parts = []
+    for p in plugins:
+        text = f"{str(p.get('name', '?')).removeprefix('deconstruct.builtin.')} {p.get('version', '?')}"
+        if p.get("source"):
+            text += f" (source {str(p['source'])[:8]})"
+        parts.append(text)
+    return ", ".join(sorted(parts)) or "none recorded"
+
+
 def circumstances(device: str | None = None) -> str:
     """A short hash of what a failure may depend on besides the configuration: deconstruct's code, every
     loaded plugin (name, version, source) and the excluded ones, torch's version and the device. A trial

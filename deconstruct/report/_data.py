@@ -17,6 +17,7 @@ from typing import Any
 from deconstruct.report._model import Diagnostics, Report
 from deconstruct.report._tables import (
     DIAG_NOTE,
+    _code_of,
     comparison_table,
     configuration_table,
     diagnostic_notes,
@@ -63,6 +64,7 @@ def to_data(report: Report) -> dict[str, Any]:
             row["curve"] = {"metric": s.curve_metric, "points": [[st, v, n] for st, v, n in c.curve]}
             row["diagnostics"] = diagnostic_data(c.diagnostics)
             row["config"] = c.config
+            row["code"] = [{"deconstruct": d, "plugins": p} for d, p in _code_of(c)]
             configs.append(row)
         effects = [{k: v for k, v in r.items() if k != "study"} for r in effect_records(s)]
         imp = s.importances

@@ -222,6 +222,10 @@ def _study_section(s: StudyReport, index: int, several: bool) -> str:
     if s.notes:
         out.append("<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{escape(n)}</li>" for n in s.notes) + "</ul>")
 
+    out.append(f"<h3>{escape(t.code.title)}</h3>")
+    out.append(_table(t.code))
+    out += _notes(t.code.notes)
+
     # resolved configurations, for the record
     out.append("<details><summary>Resolved configurations</summary>")
     for c in s.configurations:

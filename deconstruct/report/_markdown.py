@@ -43,6 +43,7 @@ def to_markdown(report: Report) -> str:
             out.append(f"{imp.note}.\n")
         if t.pareto is not None:
             out += [f"{level} {t.pareto.title}\n", md_table(t.pareto)]
+        out += [f"{level} {t.code.title}\n", md_table(t.code)] + [f"_{n}_\n" for n in t.code.notes]
         if s.notes:
             out += [f"{level} Notes\n", "\n".join(f"- {n}" for n in s.notes) + "\n"]
     return "\n".join(out)

@@ -288,6 +288,35 @@ def pareto_table(s: StudyReport) -> Table | None:
     return Table(f"Pareto front ({' vs '.join(s.objectives)})", cols, s.pareto)
 
 
+def _code_of(c: Configuration) -> list[tuple[str, str]]:
+    """The distinct (deconstruct, plugins) descriptions of a configuration's completed runs (all runs if none)."""
+    from deconstruct._code import describe_deconstruct, describe_plugins
+
+    runs = c.used or c.runs
+    seen: list[tuple[str, str]] = []
+    for r in runs:
+        d = (describe_deconstruct(r.versions), describe_plugins(r.plugins))
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def code_table(s: StudyReport) -> Table:
+    """The code behind each configuration: deconstruct's version and commit, the providing plugins and
+    their versions (and source hashes). More than one line in a cell means the seeds were made by different
+    code (the runner never reuses across code; a study continued after an upgrade can still mix)."""
+    cols = [
+        Column("configuration", "configuration", lambda c: c.label),
+        Column("deconstruct", "deconstruct", lambda c: [d for d, _ in _code_of(c)],
+               text=lambda c: "; ".join(d for d, _ in _code_of(c)) or "—"),
+        Column("plugins", "plugins", lambda c: [p for _, p in _code_of(c)],
+               text=lambda c: "; ".join(p for _, p in _code_of(c)) or "—"),
+    ]
+    mixed = [c.label for c in s.configurations if len(_code_of(c)) > 1]
+    notes = [f"made by more than one version of the code: {'; '.join(mixed)}"] if mixed else []
+    return Table("Code behind each configuration", cols, s.configurations, notes=notes)
+
+
 def diagnostic_table(s: StudyReport) -> Table:
     """One row per configuration × layer with indicators, configurations in rank order."""
     rows = [(c, x) for c in s.configurations for x in (c.diagnostics.layers if c.diagnostics is not None else [])]
@@ -388,6 +417,7 @@ class StudyTables:
     diagnostic_notes: list[str]
     importances: Table | None  # None: see ``StudyReport.importances.note``
     pareto: Table | None  # multi-objective studies only
+    code: Table  # the code (deconstruct, plugins, versions) behind each configuration
 
 
 def study_tables(s: StudyReport) -> StudyTables:
@@ -400,4 +430,5 @@ def study_tables(s: StudyReport) -> StudyTables:
         diagnostic_notes=diagnostic_notes(s),
         importances=importance_table(s),
         pareto=pareto_table(s),
+        code=code_table(s),
     )

@@ -136,5 +136,6 @@ def rich_renderables(report: Report) -> list[Any]:
             out.append(Text(f"Parameter importances: {s.importances.note}.", style="dim"))
         if t.pareto is not None:
             out.append(Fitted(t.pareto))
+        out += [Fitted(t.code), *_notes(t.code.notes, style="yellow")]
         out += _notes([f"note: {n}" for n in s.notes], style="yellow")
     return out

@@ -57,3 +57,9 @@ def test_study_and_report_with_a_plugin_mixer(mixit_site: Path, tmp_path: Path, 
     for row in rows.values():
         assert row["status"] == {"completed": 1, "pruned": 0, "failed": 0, "running": 0} and row["n"] == 1
         assert math.isfinite(row["mean"])
+    # the report names the code behind each configuration: the third-party plugin, its version and source
+    (mixit_code,) = rows["mixit"]["code"]
+    assert mixit_code["plugins"].startswith("channel_mixers ") and "mixit 0.1.0 (source " in mixit_code["plugins"]
+    assert mixit_code["deconstruct"].startswith(__version__)
+    (std_code,) = rows["attention"]["code"]
+    assert "mixit" not in std_code["plugins"] and f"attention {__version__}" in std_code["plugins"]

@@ -424,3 +424,24 @@ def test_holm_adjusted_p_values_in_the_effect_rows(tiny_study):
     diffs = [r["mlp", la, s] - r["attention", la, s] for la in ("uniform", "hybrid") for s in (0, 1)]
     assert effect["p"] == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue, rel=1e-9)
     assert effect["p_holm"] == pytest.approx(effect["p"], rel=1e-12)
+
+
+def test_code_table_lists_each_configurations_code_and_flags_mixed_code():
+    """The report says which code (deconstruct version/commit, plugins and versions) made each configuration;
+    seeds made by two versions of a plugin are flagged."""
+    from types import SimpleNamespace
+
+    from deconstruct.report._tables import code_table
+
+    def run(source):
+        return SimpleNamespace(versions={"deconstruct": "1.2.3", "deconstruct_commit": "abcdef123456"},
+                               plugins=[{"name": "mixit", "version": "0.4", "source": source},
+                                        {"name": "deconstruct.builtin.tasks", "version": "1.2.3"}])
+
+    same = SimpleNamespace(label="kind=a", used=[run("s1"), run("s1")], runs=[])
+    mixed = SimpleNamespace(label="kind=b", used=[run("s1"), run("s2")], runs=[])
+    table = code_table(SimpleNamespace(configurations=[same, mixed]))
+    cells = table.cells()
+    assert cells[0] == ["kind=a", "1.2.3 @abcdef123456", "mixit 0.4 (source s1), tasks 1.2.3"]
+    assert cells[1][2] == "mixit 0.4 (source s1), tasks 1.2.3; mixit 0.4 (source s2), tasks 1.2.3"
+    assert table.notes == ["made by more than one version of the code: kind=b"]
