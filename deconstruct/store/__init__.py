@@ -18,6 +18,7 @@ from deconstruct.store._migrations import HEAD as SCHEMA_VERSION
 from deconstruct.store._store import (
     DEFAULT_URL,
     INTERRUPTED,
+    STORAGE_FAULT,
     WORKER_DIED,
     RunInfo,
     Store,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_URL",
     "INTERRUPTED",
     "SCHEMA_VERSION",
+    "STORAGE_FAULT",
     "WORKER_DIED",
     "RunInfo",
     "Store",

@@ -37,6 +37,9 @@ BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for another's lock befor
 #: reasons that make a failed trial worth retrying (its configuration was never really judged)
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker died"
+#: a write to the store failed mid-trial (disk full, server gone): counted as failed in this invocation (a
+#: broken store would fail every retry at once), retried by the next ``study run``
+STORAGE_FAULT = "storage fault"
 
 #: the per-run metrics that are columns of dc_run (anything else is read from ``metrics``)
 RUN_COLUMNS = columns()
@@ -61,7 +64,7 @@ def display_url(url: str) -> str:
 
 def is_retryable(error: str | None) -> bool:
     """A failure that says nothing about the configuration: Ctrl-C, or a worker that died."""
-    return error is not None and (error.startswith(INTERRUPTED) or error.startswith(WORKER_DIED))
+    return error is not None and error.startswith((INTERRUPTED, WORKER_DIED))
 
 
 def utcnow() -> datetime:

@@ -67,8 +67,24 @@ def check_search(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
     touched = [apply_override(data, assignment) for assignment in overrides]
     data.setdefault("name", Path(path).stem)
     locate = _Locate(str(path), lines, overridden=any(keys[:1] == ("search",) for keys in touched))
+    try:
+        check_objectives(resolved.spec.task.name, resolved.spec.study.objectives)
+    except SpecError as exc:
+        exc.file, exc.line = str(path), lines.get(("study", "objective")) or lines.get(("study", "objectives"))
+        raise SpecError(exc.message, path=exc.path, file=exc.file, line=exc.line, hint=exc.hint) from None
     space, points = check_space(normalize(data), resolved.spec, locate=locate)
     return CheckedSearch(data=data, text=text, space=space, points=points)
+
+
+def check_objectives(task: str, objectives: list[str]) -> None:
+    """Every objective is a metric that runs of ``task`` carry (:func:`deconstruct.metrics.measured`)."""
+    from deconstruct import metrics
+
+    measured = {n for m in metrics.measured(task) for n in (m.name, *m.aliases)}
+    for name in objectives:
+        if name not in measured:
+            raise SpecError(f"unknown objective {name!r} for task {task!r}", path="study.objective",
+                            hint=f"measured: {', '.join(sorted(measured))}")
 
 
 def check_space(base: dict[str, Any], spec: Any, *, locate: Any = None) -> tuple[SearchSpace, int | None]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from deconstruct.store import INTERRUPTED, WORKER_DIED, StudyStore
+from deconstruct.store import INTERRUPTED, STORAGE_FAULT, WORKER_DIED, StudyStore
 from deconstruct.study import _optuna
 from deconstruct.study._space import canonical
 
@@ -155,7 +155,8 @@ class Recovery:
         """Queue a retry of each trial that failed for a reason of its configuration or environment (unknown
         mixer, plugin not loaded, out of memory, non-finite loss, an exception) when the code, the plugins or
         the environment changed since it failed (its ``circumstances`` user attribute, see
-        :func:`deconstruct._code.circumstances`), or always with ``mode="all"`` (``--retry-failed``). Called
+        :func:`deconstruct._code.circumstances`) or the store failed under it (``STORAGE_FAULT``), or always
+        with ``mode="all"`` (``--retry-failed``). Called
         once per invocation by the command that started the study (``mode="none"``: a worker, which leaves it
         to that command, so a failure is retried once); ``note(text)`` says what is retried."""
         from optuna.trial import TrialState
@@ -168,8 +169,10 @@ class Recovery:
             if t.state != TrialState.FAIL or t.number in again or retryable(t):
                 continue
             changed = t.user_attrs.get("circumstances") != circumstances
-            if not (changed or mode == "all"):
+            store_failed = str(t.user_attrs.get("fail_reason") or "").startswith(STORAGE_FAULT)
+            if not (changed or store_failed or mode == "all"):
                 continue
-            why = "asked by --retry-failed" if mode == "all" else "the code, plugins or environment changed"
+            why = ("asked by --retry-failed" if mode == "all" else "the store failed under it" if store_failed
+                   else "the code, plugins or environment changed")
             note(f"retrying trial {t.number} ({why}); it failed: {t.user_attrs.get('fail_reason')}")
             _optuna.retry(study, t)

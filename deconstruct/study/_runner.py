@@ -42,11 +42,11 @@ import platform
 import time
 from typing import Any
 
-from deconstruct import metrics
-from deconstruct._errors import SpecError
-from deconstruct.store import INTERRUPTED, RunInfo, Store, StudyInfo, display_url, is_retryable
+from deconstruct._errors import StorageError
+from deconstruct.store import INTERRUPTED, STORAGE_FAULT, RunInfo, Store, StudyInfo, display_url, is_retryable
 from deconstruct.study import _optuna
 from deconstruct.study._attrs import publish_metrics
+from deconstruct.study._check import check_objectives
 from deconstruct.study._events import (
     StudyError,
     StudyEvents,
@@ -229,11 +229,7 @@ class StudyRunner:
         """Every objective is a metric the task's runs carry (:mod:`deconstruct.metrics`); the task is built
         once here, so a task that cannot be built stops the study before any trial."""
         self._task(resolved)
-        measured = {n for m in metrics.measured(resolved.spec.task.name) for n in (m.name, *m.aliases)}
-        for name in self.objectives:
-            if name not in measured:
-                raise SpecError(f"unknown objective {name!r}", path="study.objective",
-                                hint=f"measured: {', '.join(sorted(measured))}")
+        check_objectives(resolved.spec.task.name, self.objectives)
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> StudySummary:
@@ -327,8 +323,8 @@ class StudyRunner:
             self.rows.fail_running(number, reason)
             trial.set_user_attr("fail_reason", reason)
             raise
-        except Exception as exc:
-            reason = one_line(exc)
+        except Exception as exc:  # a StorageError mid-trial is the store's fault: retried on the next run
+            reason = f"{STORAGE_FAULT}: {one_line(exc)}" if isinstance(exc, StorageError) else one_line(exc)
             self.rows.fail_running(number, reason)
             self.rows.finish_trial(number, "failed", error=reason)
             trial.set_user_attr("fail_reason", reason)

@@ -77,6 +77,8 @@ CASES = [
      ["spec", "check", "{spec}"], 2, "takes the option 'kv_heads'"),
     ("invalid-combination", spec_text({"model.d_model": [16, 18], "model.heads": [2, 3]}), ["spec", "check", "{spec}"], 2,
      "the configuration model.d_model=16, model.heads=3 gives no valid spec"),
+    ("objective-the-task-does-not-measure", spec_text(study={"objective": "accuracy", "direction": "maximize"}),
+     ["spec", "check", "{spec}"], 2, "spec.yaml:19: study.objective: unknown objective 'accuracy' for task 'lm'"),
     # storage
     ("junk-sqlite-list", None, ["study", "list", "--storage", "{junk}"], 1, "is not a SQLite database"),
     ("junk-sqlite-run", spec_text(), ["study", "run", "{spec}", "--storage", "{junk}"], 1, "is not a SQLite database"),
@@ -125,6 +127,27 @@ def test_bad_input_is_one_line(text, argv, code, words, files, tmp_path, monkeyp
     assert words in lines[0], lines[0]
     assert files["junk"].read_bytes() == junk_before  # a faulty store is never "repaired" by overwriting it
     assert not (tmp_path / "new.db").exists() or code != 2  # refused input creates no store
+
+
+@pytest.mark.parametrize("command", [["study", "list"], ["report", "x"], ["study", "run", "{spec}"]])
+def test_a_missing_postgresql_database_is_one_line(command, tmp_path, monkeypatch) -> None:
+    """A server that answers but has no such database: one line naming the storage and the database, exit 1."""
+    server = os.environ.get("DECONSTRUCT_TEST_POSTGRES")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but DECONSTRUCT_TEST_POSTGRES is not: .ci/run must start PostgreSQL")
+        pytest.skip("set DECONSTRUCT_TEST_POSTGRES to a PostgreSQL server URL")
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("DECONSTRUCT_DEBUG", "0")
+    (tmp_path / "spec.yaml").write_text(spec_text())
+    url = make_url(server).set(database="dc_no_such_database").render_as_string(hide_password=False)
+    args = [a.replace("{spec}", str(tmp_path / "spec.yaml")) for a in command] + ["--storage", url]
+    result = CliRunner().invoke(build_app(), args)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("warning: ")]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: storage postgresql"), result.stderr
+    assert 'database "dc_no_such_database" does not exist' in lines[0] and ":***@" in lines[0]  # password hidden
 
 
 def test_markup_in_stored_values_is_shown_as_text(tmp_path) -> None:

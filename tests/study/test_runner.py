@@ -119,6 +119,43 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(spec, storage, write,
     assert len(Store(storage).runs("s", status="failed")) == 2  # trained again, and failed again
 
 
+def test_a_store_failing_mid_trial_fails_that_trial_and_the_next_run_retries_it(spec, storage, write, cli, monkeypatch):
+    """A write that fails mid-study (disk full, a server gone) fails the trial being written with the storage's
+    one-line reason (never left running), the study goes on and exits 1 with one line; the next run retries
+    that trial (its configuration was never judged) and nothing stored before is lost."""
+    from deconstruct._errors import StorageError
+    from deconstruct.store import _store
+
+    spec["search"] = {"train.lr": [3e-3, 2e-3]}
+    writes, real = [], _store.Store.add_metrics
+
+    def failing_third_write(self, *args, **kwargs):
+        writes.append(1)
+        if len(writes) == 3:  # mid-way through the first trial's run
+            raise StorageError(f"storage {storage}: disk I/O error")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_store.Store, "add_metrics", failing_third_write)
+    result = cli("study", "run", write(spec), "--storage", storage)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert "1 of 2 trials of study s failed (storage fault: storage " in line
+    trials = Store(storage).trials("s")
+    assert [t.state for t in trials] == ["failed", "completed"]
+    assert trials[0].error.startswith("storage fault: storage ") and "disk I/O error" in trials[0].error
+    assert [r.status for r in Store(storage).runs("s")] == ["failed", "completed"]  # no run left running
+    completed = Store(storage).runs("s", status="completed")
+
+    monkeypatch.setattr(_store.Store, "add_metrics", real)  # the disk has room again
+    again = cli("study", "run", write(spec), "--storage", storage)
+    assert again.exit_code == 0, again.output
+    assert f"retrying trial {trials[0].number} (the store failed under it)" in again.stderr
+    retry = [t for t in Store(storage).trials("s") if t.retry_of is not None]
+    assert [(t.retry_of, t.state) for t in retry] == [(trials[0].number, "completed")]
+    kept = {r.id: r.val_loss for r in Store(storage).runs("s", status="completed")}
+    assert all(kept[r.id] == r.val_loss for r in completed)  # what was stored is still there, unchanged
+
+
 def test_a_failed_trial_is_retried_when_its_circumstances_changed(spec, storage, write, cli, monkeypatch):
     """A configuration that failed (here: a learning rate that diverges) is retried by the next study run
     when the code, plugins or environment changed since (here: simulated), and then counts as done."""
