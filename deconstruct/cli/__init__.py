@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from deconstruct._errors import DeconstructError
+from deconstruct.cli._common import tidy_metavars
 
 if TYPE_CHECKING:  # typer vendors click; its group's invoke takes typer's copy of click.Context
     from typer._click.core import Context as ClickContext
@@ -78,6 +79,10 @@ def fail(message: str, code: int = 2) -> None:
 
 class ErrorHandlingGroup(TyperGroup):
     """Turns DeconstructError (and Ctrl-C) into one clear line and an exit code, for every sub-command."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: ClickContext | None = None, **extra: Any) -> ClickContext:
+        tidy_metavars(self)
+        return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: ClickContext) -> Any:
         previous = handle_sigterm()

@@ -65,3 +65,32 @@ def end_data_parallel(ok: bool = True) -> None:
     from deconstruct.train._distributed import teardown
 
     teardown(announce_end=ok)
+
+
+#: what typer calls a value's type in ``--help`` → the name shown (one convention for every command)
+_METAVARS = {"int": "INT", "int range": "INT", "float": "NUMBER", "float range": "NUMBER", "str": "TEXT",
+             "path": "PATH", "bool": "BOOL"}
+
+
+def tidy_metavars(command: Any) -> None:
+    """One metavar convention across the CLI's help: flags (``--help``, ``--all``) show none, values show an
+    upper-case name (``INT``, ``NUMBER``, ``TEXT``, ``PATH``; ranges keep their ``[x>=1]``), choices their
+    values ``a|b``; an explicit metavar (``URL``, ``PATH=VALUE``) is kept. Typer vendors click, so the
+    parameters are duck-typed."""
+    ctx = command.context_class(command)
+    params = list(command.params)
+    help_option = command.get_help_option(ctx)
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if not hasattr(param, "is_flag") or param.metavar is not None:  # arguments keep their names
+            continue
+        if param.is_flag or param.count:
+            param.metavar = ""
+            continue
+        shown = str(param.display_type(ctx) or "").strip("<>")
+        if shown.startswith("list[") and shown.endswith("]"):  # a repeatable option: the type of one value
+            shown = shown[len("list["):-1]
+        param.metavar = _METAVARS.get(shown, shown if "|" in shown else shown.upper()) or None
+    for sub in getattr(command, "commands", {}).values():
+        tidy_metavars(sub)

@@ -28,6 +28,31 @@ def test_help_lists_commands_with_examples():
     assert "Examples" in cli("spec", "check", "--help").stdout
 
 
+def test_every_commands_help_uses_one_metavar_convention():
+    """Flags show no type (no ``<bool>``), values an upper-case name or their choices; never typer's ``<str>``."""
+    import re
+
+    import typer
+
+    from deconstruct.cli import build_app
+
+    def paths(command, path=()):
+        yield list(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from paths(sub, (*path, name))
+
+    seen = 0
+    for path in paths(typer.main.get_command(build_app())):
+        res = cli(*path, "--help", env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        rows = [ln for ln in res.stdout.splitlines() if re.match(r"\W*--[a-z]", ln.strip("│ "))]
+        seen += len(rows)
+        assert not [r for r in rows if re.search(r"<[a-z| ]+>", r)], (path, rows)
+        help_row = next(r for r in rows if "--help" in r)
+        assert re.search(r"--help\s+Show this message", help_row), help_row
+    assert seen > 50  # every command's options were looked at
+
+
 def test_spec_check_quickstart_table_and_json():
     res = cli("spec", "check", str(STUDIES / "quickstart.yaml"))
     assert res.exit_code == 0, res.output
