@@ -14,24 +14,26 @@ that study's trial and run rows; run-level writes (``heartbeat``, ``add_metrics`
 ``Store``. Which per-run metrics are ``dc_run`` columns comes from :mod:`deconstruct.metrics`.
 """
 
+from deconstruct.store._engine import (
+    DEFAULT_URL,
+    StudyNotFound,
+    default_url,
+    display_url,
+    make_engine,
+    sqlite_path,
+    storage_error,
+    watch_errors,
+)
 from deconstruct.store._migrations import HEAD as SCHEMA_VERSION
 from deconstruct.store._store import (
-    DEFAULT_URL,
     INTERRUPTED,
     STORAGE_FAULT,
     WORKER_DIED,
     RunInfo,
     Store,
     StudyInfo,
-    StudyNotFound,
     TrialInfo,
-    default_url,
-    display_url,
     is_retryable,
-    make_engine,
-    sqlite_path,
-    storage_error,
-    watch_errors,
 )
 from deconstruct.store._study import StudyStore
 

@@ -32,7 +32,7 @@ def optuna_storage(url: str, *, heartbeat_interval: int | None = None, grace_per
 
     kwargs: dict[str, Any] = {}
     if sqlite_path(url) is not None or url.startswith("sqlite"):
-        from deconstruct.store._store import BUSY_TIMEOUT_S
+        from deconstruct.store._engine import BUSY_TIMEOUT_S
 
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
     if heartbeat_interval:
