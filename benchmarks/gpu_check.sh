@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One prepared device check for a machine with a CUDA GPU (run it once, keep the output):
-#   1. the GPU tests, natively (no interpreter): the Triton kernels (FlashAttention, fused sigmoid/ReLU)
-#      against their PyTorch references, FlexAttention window/biformer forward+backward against the dense
-#      masked reference, the sigmoid/ReLU mixer through its kernel;
-#   2. every kernel's TFLOP/s and its ratio against SDPA (softmax) or the eager/dense baseline (the others);
+#   1. the GPU tests, natively (no interpreter): the Triton kernels (FlashAttention, fused sigmoid/ReLU,
+#      differential, chunked Taylor linear attention) against their PyTorch references, FlexAttention
+#      window/biformer forward+backward against the dense masked reference, the sigmoid/ReLU and
+#      approximate (Taylor) mixers through their kernels;
+#   2. every kernel's TFLOP/s and its ratio against SDPA (softmax) or the eager/dense baseline (the others;
+#      Taylor: against the eager chunked form, forward alone and forward+backward);
 #   3. the attention-backend benchmark (eager / SDPA / compile / Triton) at long sequences, bf16;
 #   4. every token mixer × backend on the GPU (bench attention --variants);
 #   5. training throughput of the standard model through deconstruct on the GPU (backend auto → SDPA),

@@ -3,12 +3,17 @@
     softmax (Triton FlashAttention)          vs SDPA
     sigmoid / relu (fused, no normaliser)    vs the eager reference (the mixer's own form)
     window W=128 / biformer (FlexAttention)  vs the dense masked SDPA they replace
+    taylor (approximate, chunked linear)     vs the eager chunked PyTorch form (the mixer's own), forward
+                                             alone and forward+backward (its backward recomputes that form)
 
     python benchmarks/kernel_flops.py                     # B 4, H 16, D 64, T 1024 2048 4096, bf16
     python benchmarks/kernel_flops.py --seq-lens 8192 --dtype fp16
 
 TFLOP/s counts the useful work (causal: half the square; window: T·W keys; biformer: T·top_k·S keys),
-4·D FLOPs per query-key pair forward and 2.5× that for the backward, for kernel and baseline alike.
+4·D FLOPs per query-key pair forward and 2.5× that for the backward, for kernel and baseline alike. Taylor
+(queries/keys d = 16 as in Based, values D wide, E = D + 1 with the normaliser) counts per token the
+C×C causal chunk, 2·(C+1)/2·(d + E) with C = 32, plus writing and reading the per-order states,
+4·d²·E + 2·d² + 4·d·E + E (the mixer's ``flops_per_token``), the same 2.5× for the backward.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 W, S, TOP_K = 128, 64, 4  # window width; biformer region size and regions per query
+TAYLOR_D, TAYLOR_C = 16, 32  # Taylor query/key width (Based's) and the kernel's chunk
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -39,6 +45,34 @@ def fwd_bwd(impl, q, k, v, do):
         out = impl(q, k, v)
         torch.autograd.grad(out, (q, k, v), do)
     return run
+
+
+def forward_only(impl, q, k, v, do):
+    def run():
+        with torch.no_grad():
+            impl(q, k, v)
+    return run
+
+
+def taylor_rows(B: int, H: int, T: int, DV: int, dtype: torch.dtype, repeats: int) -> None:
+    """Forward and forward+backward of the Taylor kernel against the eager chunked form, one row each."""
+    from deconstruct.kernels import taylor_attention, taylor_attention_reference
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q, k = (torch.randn(B, H, T, TAYLOR_D, device="cuda", dtype=dtype, generator=gen) for _ in range(2))
+    v, do = (torch.randn(B, H, T, DV, device="cuda", dtype=dtype, generator=gen) for _ in range(2))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    d, E, c = TAYLOR_D, DV + 1, (TAYLOR_C + 1) / 2
+    fwd_flops = (2 * c * (d + E) + 4 * d * d * E + 2 * d * d + 4 * d * E + E) * T * B * H
+    for name, how, flops in ((f"taylor d={d} fwd", forward_only, fwd_flops), (f"taylor d={d}", fwd_bwd, 3.5 * fwd_flops)):
+        try:
+            ms = time_ms(how(taylor_attention, q, k, v, do), repeats)
+        except Exception as exc:
+            print(f"{name:<22} {T:>6}  failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            continue
+        base_ms = time_ms(how(taylor_attention_reference, q, k, v, do), repeats)
+        print(f"{name:<22} {T:>6} {ms:9.3f} {flops / ms / 1e9:8.1f} {'eager chunked':<14} {base_ms:9.3f} "
+              f"{flops / base_ms / 1e9:8.1f} {base_ms / ms:6.2f}x", flush=True)
 
 
 def main() -> None:
@@ -101,6 +135,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
             print(f"{name:<22} {T:>6} {ms:9.3f} {flops / ms / 1e9:8.1f} {base_name:<14} {base_ms:9.3f} "
                   f"{flops / base_ms / 1e9:8.1f} {base_ms / ms:6.2f}x", flush=True)
+        taylor_rows(B, H, T, D, dtype, args.repeats)
 
 
 if __name__ == "__main__":

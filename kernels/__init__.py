@@ -6,6 +6,7 @@ and a pure-PyTorch reference side by side.
     flash_attention/        causal / non-causal FlashAttention-2 with GQA
     elementwise_attention/  fused sigmoid / ReLU attention (no normaliser), causal / non-causal, GQA
     differential_attention/ DiffAttn's two softmax maps in one pass over K/V (forward; backward via flash)
+    taylor_attention/       chunked causal linear attention, Based's 2nd-order Taylor map (form: approximate)
     benchmark.py       eager vs SDPA vs torch.compile vs Triton timings
 
 This package is the one way to load the kernels (``deconstruct.kernels`` is installed with deconstruct;
@@ -21,11 +22,12 @@ from ._env import interpreting
 from .differential_attention import differential_attention, differential_attention_reference
 from .elementwise_attention import elementwise_attention, elementwise_attention_reference
 from .flash_attention import attention_reference, flash_attention
+from .taylor_attention import taylor_attention, taylor_attention_reference
 
 __all__ = [
     "attention_reference", "benchmark_attention", "differential_attention", "differential_attention_reference",
     "elementwise_attention", "elementwise_attention_reference",
-    "flash_attention", "interpreting", "triton_available",
+    "flash_attention", "interpreting", "taylor_attention", "taylor_attention_reference", "triton_available",
 ]
 
 

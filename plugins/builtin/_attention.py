@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deconstruct.kernels.flash_attention.autograd import SUPPORTED_HEAD_DIMS as TRITON_HEAD_DIMS
+from deconstruct.kernels.taylor_attention import kernel_takes as taylor_kernel_takes
 from deconstruct.model import MixerContext, Rotary, attend, pick_backend
 
 from . import _forms
@@ -31,6 +32,8 @@ from .attention import DEFAULT_CHUNK
 #: the path each non-softmax form takes (plain PyTorch in :mod:`._forms`)
 FORM_BACKENDS = {"approximate": "chunked-taylor", "non_approximate": "chunked-prefix",
                  "sigmoid": "eager", "relu": "eager"}
+#: ``form: approximate`` through the chunked Triton kernel (kernels/taylor_attention), see ``backend_for``
+TAYLOR_KERNEL = "triton-taylor"
 
 
 class Attention(nn.Module):
@@ -166,6 +169,10 @@ class Attention(nn.Module):
             if k.shape[1] != v.shape[1]:  # a shared key or value head (collapsed QK / VO)
                 k, v = self._heads(k), self._heads(v)
             y = attend(q, k, v, causal=self.causal, backend=self.softmax_backend(q.device), scale=self.scale)
+        elif self.form == "approximate" and self.backend_for(q.device) == TAYLOR_KERNEL:
+            from deconstruct.kernels import taylor_attention
+
+            y = taylor_attention(q, self._heads(k), self._heads(v), self.normalization)
         elif self.form == "approximate":
             y = _forms.taylor_attention(
                 q, self._heads(k), self._heads(v), self.causal, self.normalization, self.chunk_size
@@ -192,12 +199,20 @@ class Attention(nn.Module):
         return backend
 
     def backend_for(self, device: torch.device) -> str:
-        """What computes the mixing on ``device`` (``spec check`` and every run show it)."""
+        """What computes the mixing on ``device`` (``spec check`` and every run show it).
+
+        ``form: approximate`` runs the chunked Triton kernel (``triton-taylor``) only when ``backend: triton``
+        asks for it, the mixing is causal and the widths fit (d in 16/32/64, D_v in 16…128); ``auto`` keeps the
+        PyTorch chunked form, since the kernel's backward still recomputes through that form."""
         if self.form == "softmax":
             return self.softmax_backend(device)
         if self.form in ("sigmoid", "relu") and self.backend == "triton":  # the fused kernel, only when asked
             pick_backend("triton", device)  # raises where it cannot run
             return "triton" if self.Dqk == self.Dv and self.Dqk in TRITON_HEAD_DIMS else "eager"
+        if self.form == "approximate" and self.backend == "triton":
+            pick_backend("triton", device)  # raises where it cannot run
+            if self.causal and taylor_kernel_takes(self.Dqk, self.Dv):
+                return TAYLOR_KERNEL
         return FORM_BACKENDS[self.form]
 
     @torch.no_grad()
