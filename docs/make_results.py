@@ -101,6 +101,14 @@ STUDIES = [
         Claim("Frozen random Q/K maps fail retrieval (Dong et al. 2025).", {"model.mixer.kind": "frozen_qk"},
               {"model.mixer.kind": "attention"}, "worse"),
     ], metric=None),
+    Study("heads", "studies/heads.yaml", "Ainslie et al. 2023 (GQA); Ye et al. 2024 (DiffAttn); Lim et al. 2025 (GDA)", [
+        Claim("Grouped key/value heads (GQA, 2 groups) stay close to multi-head attention.",
+              {"model.mixer": {"kind": "attention", "kv_heads": 2}}, {"model.mixer": {"kind": "attention"}}, "similar"),
+        Claim("Differential attention models language better than standard attention (Ye et al. 2024).",
+              {"model.mixer": {"kind": "differential"}}, {"model.mixer": {"kind": "attention"}}, "better"),
+        Claim("Grouped differential attention (3 signal : 1 noise heads) is at least as good as the 1:1 split (Lim et al. 2025).",
+              {"model.mixer": {"kind": "differential", "signal_ratio": 3}}, {"model.mixer": {"kind": "differential"}}, "better"),
+    ]),
 ]
 
 
@@ -117,7 +125,7 @@ def find(configs: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any
     """The configuration one of whose search points has ``values``."""
     for c in configs:
         for p in c.get("search_points") or []:
-            if all(str(p.get(k)) == str(v) for k, v in values.items()):
+            if all(p.get(k) == v or str(p.get(k)) == str(v) for k, v in values.items()):
                 return c
     return None
 

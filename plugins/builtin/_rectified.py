@@ -10,25 +10,16 @@ import torch
 
 from deconstruct.model import MixerContext
 
-from ._attention import Attention
-from ._blocks import default_block, own_and_gathered, to_blocks
-from .attention import AttentionOptions
+from ._blocks import own_and_gathered, to_blocks
+from ._blockwise import BlockwiseAttention
 
 
-class RectifiedBlockSparseAttention(Attention):
+class RectifiedBlockSparseAttention(BlockwiseAttention):
     """Block-sparse top-k attention, optionally rectified by IPAR and GAPR."""
 
     def __init__(self, ctx: MixerContext, options):
-        super().__init__(ctx, AttentionOptions())
-        self.top_k, self.block_size = options.top_k, options.block_size
-        self.ipar, self.gapr = options.ipar, options.gapr
-
-    def S(self, T: int) -> int:
-        return min(self.block_size or default_block(T), T)
-
-    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self._project(x, None)  # (B, H, T, D)
-        return self._output(self.mix(q, k, v))
+        super().__init__(ctx, options.block_size)
+        self.top_k, self.ipar, self.gapr = options.top_k, options.ipar, options.gapr
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q, k (B, H, T, D), v (B, H, T, E) → (B, H, T, E). Linear in v."""

@@ -10,25 +10,17 @@ from torch import nn
 
 from deconstruct.model import MixerContext
 
-from ._attention import Attention
-from ._blocks import default_block, own_and_gathered, to_blocks
-from .attention import AttentionOptions
+from ._blocks import own_and_gathered, to_blocks
+from ._blockwise import BlockwiseAttention
 
 
-class SpanSearchAttention(Attention):
+class SpanSearchAttention(BlockwiseAttention):
     """Router over contiguous spans → attention inside the top-k spans → gated sum of the span outputs."""
 
     def __init__(self, ctx: MixerContext, options):
-        super().__init__(ctx, AttentionOptions())
-        self.top_k, self.span = options.top_k, options.span
+        super().__init__(ctx, options.span)
+        self.top_k = options.top_k
         self.router = nn.Linear(self.D, self.D, bias=False)
-
-    def S(self, T: int) -> int:
-        return min(self.span or default_block(T), T)
-
-    def forward(self, x: torch.Tensor, qk: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self._project(x, None)  # (B, H, T, D)
-        return self._output(self.mix(q, k, v))
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q, k (B, H, T, D), v (B, H, T, E) → (B, H, T, E). Linear in v."""
