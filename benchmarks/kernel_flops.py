@@ -4,7 +4,7 @@
     sigmoid / relu (fused, no normaliser)    vs the eager reference (the mixer's own form)
     window W=128 / biformer (FlexAttention)  vs the dense masked SDPA they replace
     taylor (approximate, chunked linear)     vs the eager chunked PyTorch form (the mixer's own), forward
-                                             alone and forward+backward (its backward recomputes that form)
+                                             alone and forward+backward
 
     python benchmarks/kernel_flops.py                     # B 4, H 16, D 64, T 1024 2048 4096, bf16
     python benchmarks/kernel_flops.py --seq-lens 8192 --dtype fp16
@@ -12,7 +12,7 @@
 TFLOP/s counts the useful work (causal: half the square; window: T·W keys; biformer: T·top_k·S keys),
 4·D FLOPs per query-key pair forward and 2.5× that for the backward, for kernel and baseline alike. Taylor
 (queries/keys d = 16 as in Based, values D wide, E = D + 1 with the normaliser) counts per token the
-C×C causal chunk, 2·(C+1)/2·(d + E) with C = 32, plus writing and reading the per-order states,
+C×C causal chunk, 2·(C+1)/2·(d + E) with C the kernel's chunk (16), plus writing and reading the per-order states,
 4·d²·E + 2·d² + 4·d·E + E (the mixer's ``flops_per_token``), the same 2.5× for the backward.
 """
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 W, S, TOP_K = 128, 64, 4  # window width; biformer region size and regions per query
-TAYLOR_D, TAYLOR_C = 16, 32  # Taylor query/key width (Based's) and the kernel's chunk
+TAYLOR_D = 16  # Taylor query/key width (Based's)
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -57,12 +57,13 @@ def forward_only(impl, q, k, v, do):
 def taylor_rows(B: int, H: int, T: int, DV: int, dtype: torch.dtype, repeats: int) -> None:
     """Forward and forward+backward of the Taylor kernel against the eager chunked form, one row each."""
     from deconstruct.kernels import taylor_attention, taylor_attention_reference
+    from deconstruct.kernels.taylor_attention.triton_kernel import BT as chunk
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     q, k = (torch.randn(B, H, T, TAYLOR_D, device="cuda", dtype=dtype, generator=gen) for _ in range(2))
     v, do = (torch.randn(B, H, T, DV, device="cuda", dtype=dtype, generator=gen) for _ in range(2))
     q, k, v = (t.requires_grad_() for t in (q, k, v))
-    d, E, c = TAYLOR_D, DV + 1, (TAYLOR_C + 1) / 2
+    d, E, c = TAYLOR_D, DV + 1, (chunk + 1) / 2
     fwd_flops = (2 * c * (d + E) + 4 * d * d * E + 2 * d * d + 4 * d * E + E) * T * B * H
     for name, how, flops in ((f"taylor d={d} fwd", forward_only, fwd_flops), (f"taylor d={d}", fwd_bwd, 3.5 * fwd_flops)):
         try:

@@ -1,8 +1,8 @@
 """Chunked causal linear attention with the second-order Taylor feature map (``form: approximate``, Based).
 
     reference.py      the mixer's chunked PyTorch form (ground truth)
-    triton_kernel.py  the fused forward: one walk over the chunks with the per-order states in registers
-    autograd.py       TaylorAttentionFunction and the public ``taylor_attention`` (backward through the reference)
+    triton_kernel.py  forward and backward kernels: walks over the chunks with the per-order states in registers
+    autograd.py       TaylorAttentionFunction and the public ``taylor_attention``
 """
 
 from .autograd import SUPPORTED_QK_DIMS, TaylorAttentionFunction, kernel_takes, taylor_attention

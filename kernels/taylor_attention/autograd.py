@@ -1,10 +1,10 @@
 """Autograd wrapper of the chunked Taylor linear attention and its public entry point (Triton imported on the
 first call, so importing this file needs only torch).
 
-Forward: the Triton kernel (``triton_kernel.py``) writes the per-order numerators and normalisers; they are
-combined here exactly as the mixer combines them (``_forms._combine``: one normaliser, or one per order).
-Backward: NOT a Triton kernel yet — it recomputes the forward through the PyTorch chunked reference under
-autograd and differentiates that (same maths, O(T·C) memory, PyTorch speed). Only the forward is fused.
+The Function's outputs are the per-order numerators and normalisers (float32, written by the forward
+kernel of ``triton_kernel.py``); the division is done outside it, in PyTorch under autograd, exactly as the
+mixer divides (``_forms._combine``: one normaliser, or one per order). The backward kernels receive the
+gradients of those numerators and normalisers and return dq, dk, dv.
 """
 
 from __future__ import annotations
@@ -33,30 +33,27 @@ def kernel_takes(qk_dim: int, v_dim: int) -> bool:
 
 
 class TaylorAttentionFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, normalization: str):
-        from deconstruct.builtin._forms import _combine
+    """(q, k, v, orders_apart) → numerators (M, B, H, T, D_v) and normalisers (M, B, H, T), float32;
+    M = 3 Taylor orders apart (``separate``) or 1 summed (``single``)."""
 
+    @staticmethod
+    def forward(ctx, q, k, v, orders_apart: bool):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        num, den = _kernel().forward(q, k, v, orders_apart=normalization == "separate")
+        num, den = _kernel().forward(q, k, v, orders_apart)
         ctx.save_for_backward(q, k, v)
-        ctx.normalization = normalization
-        return _combine(list(num), list(den), normalization).to(v.dtype)
+        return num, den
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, do):
-        from .reference import taylor_attention_reference
-
-        q, k, v = (t.detach().requires_grad_() for t in ctx.saved_tensors)
-        with torch.enable_grad():
-            out = taylor_attention_reference(q, k, v, ctx.normalization)
-        dq, dk, dv = torch.autograd.grad(out, (q, k, v), do)
+    def backward(ctx, dnum, dden):
+        q, k, v = ctx.saved_tensors
+        dq, dk, dv = _kernel().backward(q, k, v, dnum, dden)
         return dq, dk, dv, None
 
 
 def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalization: str = "single") -> torch.Tensor:
-    """Causal second-order Taylor linear attention (``form: approximate``), forward fused, O(T) memory.
+    """Causal second-order Taylor linear attention (``form: approximate``), forward and backward fused, O(T)
+    memory (the kernels walk 16-token chunks whatever the mixer's ``chunk_size``: the same sums, another order).
 
     q, k (B, H, T, d) with d in 16/32/64; v (B, H, T, D_v) with D_v in 16/32/64/128; equal head counts (the
     mixer repeats GQA groups first); fp16, bf16 or fp32 (mixed: computed in the widest). Returns (B, H, T, D_v) in v's dtype."""
@@ -71,4 +68,7 @@ def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normaliz
     dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)  # e.g. bf16 q, k and fp32 v
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"q, k, v dtypes must be in {SUPPORTED_DTYPES}; got {q.dtype}, {k.dtype}, {v.dtype}")
-    return TaylorAttentionFunction.apply(q.to(dtype), k.to(dtype), v.to(dtype), normalization).to(v.dtype)
+    from deconstruct.builtin._forms import _combine
+
+    num, den = TaylorAttentionFunction.apply(q.to(dtype), k.to(dtype), v.to(dtype), normalization == "separate")
+    return _combine(list(num), list(den), normalization).to(v.dtype)

@@ -25,6 +25,7 @@ from torch import nn
 from deconstruct.kernels.flash_attention.autograd import SUPPORTED_HEAD_DIMS as TRITON_HEAD_DIMS
 from deconstruct.kernels.taylor_attention import kernel_takes as taylor_kernel_takes
 from deconstruct.model import MixerContext, Rotary, attend, pick_backend
+from deconstruct.model._attend import triton_runs_on
 
 from . import _forms
 from .attention import DEFAULT_CHUNK
@@ -55,7 +56,7 @@ class Attention(nn.Module):
       visible positions. No parameters.
     - ``form`` — softmax goes through :func:`deconstruct.model.attend` (SDPA on the CPU); the others through
       :mod:`deconstruct.builtin._forms` (chunked linear-time Taylor attention, chunked prefix softmax,
-      length-normalised sigmoid / ReLU).
+      length-normalised sigmoid / ReLU), or their Triton kernels where ``backend_for`` picks them.
 
     When queries/keys come from another stream (``qk`` is not None: static embeddings or a fixed stream of
     batch 1), Q and K are projected from it and V from ``x``, with the same weights.
@@ -201,17 +202,19 @@ class Attention(nn.Module):
     def backend_for(self, device: torch.device) -> str:
         """What computes the mixing on ``device`` (``spec check`` and every run show it).
 
-        ``form: approximate`` runs the chunked Triton kernel (``triton-taylor``) only when ``backend: triton``
-        asks for it, the mixing is causal and the widths fit (d in 16/32/64, D_v in 16…128); ``auto`` keeps the
-        PyTorch chunked form, since the kernel's backward still recomputes through that form."""
+        ``form: approximate`` with ``auto`` or ``triton`` runs the chunked Triton kernels (``triton-taylor``)
+        where Triton runs natively (CUDA), the mixing is causal and the widths fit (d in 16/32/64, D_v in
+        16…128): SDPA cannot express the form, so the kernel is the fast path, as FlexAttention is for the
+        masked mixers. Elsewhere, and with ``eager``/``sdpa``/``compile``, the PyTorch chunked form."""
         if self.form == "softmax":
             return self.softmax_backend(device)
         if self.form in ("sigmoid", "relu") and self.backend == "triton":  # the fused kernel, only when asked
             pick_backend("triton", device)  # raises where it cannot run
             return "triton" if self.Dqk == self.Dv and self.Dqk in TRITON_HEAD_DIMS else "eager"
-        if self.form == "approximate" and self.backend == "triton":
-            pick_backend("triton", device)  # raises where it cannot run
-            if self.causal and taylor_kernel_takes(self.Dqk, self.Dv):
+        if self.form == "approximate" and self.backend in ("auto", "triton"):
+            if self.backend == "triton":
+                pick_backend("triton", device)  # raises where it cannot run
+            if triton_runs_on(device) and self.causal and taylor_kernel_takes(self.Dqk, self.Dv):
                 return TAYLOR_KERNEL
         return FORM_BACKENDS[self.form]
 

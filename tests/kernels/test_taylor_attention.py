@@ -1,15 +1,19 @@
-"""The chunked Taylor linear attention kernel (``form: approximate``) against the mixer's PyTorch chunked form
-and its step-by-step recurrent form: output and the gradients of q, k, v, causal, odd lengths (not multiples of
-the kernel's 32-token chunk), query/key widths 16 and 32, value widths 16 and 32, both normalisations, fp32 and
-fp16. On the CPU the kernel runs under TRITON_INTERPRET=1 (set in conftest), so the shapes stay small."""
+"""The chunked Taylor linear attention kernels (``form: approximate``) against the mixer's PyTorch chunked form
+and its step-by-step recurrent form: output and the gradients of q, k, v (backward kernels against autograd
+through the PyTorch form), causal, odd lengths (not multiples of the kernel's 16-token chunk), query/key widths
+16, 32, 64, value widths 16, 32, 64, both normalisations, fp32 and fp16. On the CPU the kernel runs under TRITON_INTERPRET=1 (set in conftest), so the shapes stay small."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import deconstruct.kernels
 from deconstruct.builtin._forms import taylor_attention_recurrent
 from deconstruct.kernels import taylor_attention, taylor_attention_reference
 
@@ -36,9 +40,11 @@ def _run(impl, q, k, v, do, normalization):
 
 
 @pytest.mark.parametrize("dtype, T, D, DV, normalization", [
-    (torch.float32, 37, 16, 16, "single"),
-    (torch.float32, 50, 32, 16, "single"),
+    (torch.float32, 50, 16, 16, "single"),
+    (torch.float32, 37, 32, 16, "single"),
     (torch.float32, 37, 16, 32, "separate"),
+    (torch.float32, 37, 16, 64, "separate"),  # two value blocks of 32 columns
+    (torch.float32, 21, 64, 16, "single"),  # the d² second-order rows over 32 programs
     (torch.float16, 50, 16, 32, "single"),
     (torch.float16, 37, 32, 32, "separate"),
 ])
@@ -65,7 +71,7 @@ def test_causal_output_ignores_later_tokens():
     q, k, v, _ = _inputs(50, 16, 16, "single", torch.float32, seed=1)
     y = taylor_attention(q, k, v)
     q2, k2, v2 = q.clone(), k.clone(), v.clone()
-    q2[:, :, 40:] += 1.0  # token 40 onwards, inside the second 32-token chunk
+    q2[:, :, 40:] += 1.0  # token 40 onwards, inside the chunk of tokens 32…47
     k2[:, :, 40:] -= 1.0
     v2[:, :, 40:] *= 2.0
     y2 = taylor_attention(q2, k2, v2)
@@ -82,9 +88,10 @@ def test_rejects_unsupported_input():
         taylor_attention(q, q[:, :, :4], q)
 
 
-def test_mixer_uses_the_kernel_only_when_asked_and_possible():
-    """``backend: triton`` → ``triton-taylor`` where Triton runs (causal, fitting widths); ``auto`` keeps the
-    PyTorch chunked form; an unavailable ``triton`` is an error, as for every other form."""
+def test_mixer_uses_the_kernel_where_triton_runs():
+    """``auto`` and ``triton`` → ``triton-taylor`` where Triton runs (causal, fitting widths), the PyTorch
+    chunked form elsewhere (``auto`` never picks the kernel on the CPU); an unavailable ``triton`` is an error,
+    as for every other form; other backends keep the chunked form."""
     import dataclasses
 
     from deconstruct._errors import RunError
@@ -96,19 +103,43 @@ def test_mixer_uses_the_kernel_only_when_asked_and_possible():
     ctx = MixerContext(d_model=64, heads=4, layer_index=0, n_layers=1, max_seq_len=64, backend="triton")
     opts = AttentionOptions(form="approximate")
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert Attention(dataclasses.replace(ctx, backend="auto"), opts).backend_for(cuda) == "chunked-taylor"
-    assert Attention(dataclasses.replace(ctx, backend="auto"), opts).backend_for(cpu) == "chunked-taylor"
+    auto = dataclasses.replace(ctx, backend="auto")
+    assert Attention(auto, opts).backend_for(cpu) == "chunked-taylor"
+    assert Attention(dataclasses.replace(ctx, backend="sdpa"), opts).backend_for(cuda) == "chunked-taylor"
     with pytest.raises(RunError, match="triton"):
         Attention(ctx, opts).backend_for(cpu)
     if triton_runs_on(cuda):  # triton imports (and CUDA or the interpreter is there)
-        assert Attention(ctx, opts).backend_for(cuda) == "triton-taylor"
-        assert Attention(ctx, AttentionOptions(form="approximate", qk_dim=8)).backend_for(cuda) == "chunked-taylor"
-        assert Attention(dataclasses.replace(ctx, causal=False), opts).backend_for(cuda) == "chunked-taylor"
+        assert Attention(ctx, opts).backend_for(cuda) == Attention(auto, opts).backend_for(cuda) == "triton-taylor"
+        assert Attention(auto, AttentionOptions(form="approximate", qk_dim=8)).backend_for(cuda) == "chunked-taylor"
+        assert Attention(dataclasses.replace(auto, causal=False), opts).backend_for(cuda) == "chunked-taylor"
+    else:
+        assert Attention(auto, opts).backend_for(cuda) == "chunked-taylor"
+
+
+def test_mixer_through_the_kernel_equals_the_chunked_form(monkeypatch):
+    """The mixer's wiring (GQA heads repeated, projections, output) with the kernel path forced on this device."""
+    from deconstruct.builtin._attention import Attention
+    from deconstruct.builtin.attention import AttentionOptions
+    from deconstruct.spec import MixerContext
+
+    ctx = MixerContext(d_model=64, heads=4, layer_index=0, n_layers=1, max_seq_len=40, backend="auto")
+    torch.manual_seed(0)
+    fused, plain = (Attention(ctx, AttentionOptions(form="approximate", kv_heads=2)).to(DEVICE) for _ in range(2))
+    plain.load_state_dict(fused.state_dict())
+    monkeypatch.setattr(fused, "backend_for", lambda device: "triton-taylor")
+    x = torch.randn(2, 40, 64, device=DEVICE, requires_grad=True)
+    yf, yp = fused(x), plain(x)
+    torch.testing.assert_close(yf, yp, rtol=1e-4, atol=1e-4)
+    gf = torch.autograd.grad(yf.square().sum(), (x, *fused.parameters()))
+    gp = torch.autograd.grad(yp.square().sum(), (x, *plain.parameters()))
+    for a, b in zip(gf, gp, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
 def test_attention_mixer_runs_the_kernel_with_backend_triton():
-    """``form: approximate`` with ``backend: triton`` goes through the kernel, equal to the PyTorch chunked form."""
+    """``form: approximate`` with ``backend: triton`` (and ``auto``) goes through the kernels, output and every
+    gradient equal to the PyTorch chunked form."""
     import dataclasses
 
     from deconstruct.builtin._attention import Attention
@@ -130,3 +161,36 @@ def test_attention_mixer_runs_the_kernel_with_backend_triton():
     gp = torch.autograd.grad(yp.square().sum(), (x, *plain.parameters()))
     for a, b in zip(gf, gp, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+
+
+_COMPILE_SCRIPT = """
+import importlib.util, sys
+import triton
+from triton.backends.compiler import GPUTarget
+
+spec = importlib.util.spec_from_file_location("taylor_triton_kernel", sys.argv[1])
+tk = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tk)
+ptr = "*bf16"
+types = {"Q": ptr, "K": ptr, "V": ptr, "NUM": "*fp32", "DEN": "*fp32", "DNUM": "*fp32", "DDEN": "*fp32",
+         "DQ": "*fp32", "DK": "*fp32", "DVP": "*fp32", "T": "i32", "scale": "fp32", "BH": "i32"}
+D, DV, M = 32, 64, 3  # 16 feature blocks, 2 value blocks, the three orders apart
+BA, NA, BV = tk._blocks(D, DV)
+consts = dict(D=D, DV=DV, BT=tk.BT, BA=BA, NA=NA, BV=BV, M=M, PRECISION="tf32")
+for fn in (tk._taylor_fwd_kernel, tk._taylor_bwd_dq_kernel, tk._taylor_bwd_dkv_kernel):
+    c = {n: consts[n] for n in fn.arg_names if n in consts}
+    sig = {n: "constexpr" if n in c else types[n] for n in fn.arg_names}
+    triton.compile(triton.compiler.ASTSource(fn, sig, c), target=GPUTarget("cuda", 90, 32),
+                   options={"num_warps": 4, "num_stages": 1})
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_sm90():
+    """The interpreter skips Triton's compiler; ptxas-compile for sm_90 so GPU-only errors show on CPU too."""
+    pytest.importorskip("triton.backends.nvidia", reason="Triton build without the NVIDIA backend")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    path = Path(deconstruct.kernels.__file__).parent / "taylor_attention" / "triton_kernel.py"
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT, str(path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
