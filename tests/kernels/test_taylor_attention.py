@@ -24,8 +24,9 @@ TOL = {torch.float32: 1e-4, torch.float16: 2e-2}
 
 def _inputs(T: int, D: int, DV: int, normalization: str, dtype: torch.dtype, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(1, 2, T, D, generator=gen) for _ in range(2))
-    v, do = (torch.randn(1, 2, T, DV, generator=gen) for _ in range(2))
+    H = 2 if D == 16 else 1  # wider heads run d²/64 programs per head, slow under the interpreter
+    q, k = (torch.randn(1, H, T, D, generator=gen) for _ in range(2))
+    v, do = (torch.randn(1, H, T, DV, generator=gen) for _ in range(2))
     if normalization == "separate":
         # every score positive: the first-order normaliser Σ_j s_ij stays away from 0 (with signed scores it
         # can vanish, and then any two summation orders differ by far more than rounding)
@@ -122,12 +123,12 @@ def test_mixer_through_the_kernel_equals_the_chunked_form(monkeypatch):
     from deconstruct.builtin.attention import AttentionOptions
     from deconstruct.spec import MixerContext
 
-    ctx = MixerContext(d_model=64, heads=4, layer_index=0, n_layers=1, max_seq_len=40, backend="auto")
+    ctx = MixerContext(d_model=32, heads=2, layer_index=0, n_layers=1, max_seq_len=40, backend="auto")
     torch.manual_seed(0)
-    fused, plain = (Attention(ctx, AttentionOptions(form="approximate", kv_heads=2)).to(DEVICE) for _ in range(2))
+    fused, plain = (Attention(ctx, AttentionOptions(form="approximate", kv_heads=1)).to(DEVICE) for _ in range(2))
     plain.load_state_dict(fused.state_dict())
     monkeypatch.setattr(fused, "backend_for", lambda device: "triton-taylor")
-    x = torch.randn(2, 40, 64, device=DEVICE, requires_grad=True)
+    x = torch.randn(2, 40, 32, device=DEVICE, requires_grad=True)
     yf, yp = fused(x), plain(x)
     torch.testing.assert_close(yf, yp, rtol=1e-4, atol=1e-4)
     gf = torch.autograd.grad(yf.square().sum(), (x, *fused.parameters()))
