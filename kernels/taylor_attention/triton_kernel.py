@@ -43,6 +43,19 @@ def _features(D: int) -> int:
 
 
 @triton.jit
+def _load_chunk(Q, K, V, qk_base, v_base, rows, ok, offs_d, offs_a, offs_v, scale, D: tl.constexpr, DV: tl.constexpr):
+    """One chunk's q, k (BT, D), their columns a of this program's second-order rows qa, ka (BT, BA), and v
+    (BT, BV), in float32; rows past T load as 0 (zero keys and values add nothing to the states). q and qa
+    come pre-scaled by 1/√d, so s = q·k."""
+    q = tl.load(Q + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+    k = tl.load(K + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+    qa = tl.load(Q + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+    ka = tl.load(K + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+    v = tl.load(V + v_base + rows[:, None] * DV + offs_v[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+    return q * scale, k, qa * scale, ka, v
+
+
+@triton.jit
 def _taylor_fwd_kernel(Q, K, V, NUM, DEN, T, scale, BH, D: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr,
                        BA: tl.constexpr, BV: tl.constexpr, M: tl.constexpr, PRECISION: tl.constexpr):
     i_v, i_a, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
@@ -63,13 +76,8 @@ def _taylor_fwd_kernel(Q, K, V, NUM, DEN, T, scale, BH, D: tl.constexpr, DV: tl.
     z2 = tl.zeros([BA * D], dtype=tl.float32)
     for t0 in range(0, T, BT):
         rows = t0 + offs_t
-        ok = rows < T  # rows past T load as 0: zero keys and values add nothing to the states
-        q = tl.load(Q + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        k = tl.load(K + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        qa = tl.load(Q + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        ka = tl.load(K + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        v = tl.load(V + v_base + rows[:, None] * DV + offs_v[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        q, qa = q * scale, qa * scale  # s = q·k with q pre-scaled by 1/√d
+        ok = rows < T
+        q, k, qa, ka, v = _load_chunk(Q, K, V, qk_base, v_base, rows, ok, offs_d, offs_a, offs_v, scale, D, DV)
         fq2 = tl.reshape(qa[:, :, None] * q[:, None, :], (BT, BA * D))  # (BT, BA·D) rows vec(q_a ⊗ q)
         fk2 = tl.reshape(ka[:, :, None] * k[:, None, :], (BT, BA * D))
 
@@ -197,12 +205,7 @@ def _taylor_bwd_dq_kernel(Q, K, V, DNUM, DDEN, DQ, T, scale, BH, D: tl.constexpr
     for t0 in range(0, T, BT):
         rows = t0 + offs_t
         ok = rows < T
-        q = tl.load(Q + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        k = tl.load(K + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        qa = tl.load(Q + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        ka = tl.load(K + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        v = tl.load(V + v_base + rows[:, None] * DV + offs_v[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        q, qa = q * scale, qa * scale
+        q, k, qa, ka, v = _load_chunk(Q, K, V, qk_base, v_base, rows, ok, offs_d, offs_a, offs_v, scale, D, DV)
         g0, g1, g2, gz1, gz2 = _load_grads(DNUM, DDEN, bh, rows, ok, offs_v, T, BH, DV, M)
         fk2 = tl.reshape(ka[:, :, None] * k[:, None, :], (BT, BA * D))
 
@@ -256,12 +259,7 @@ def _taylor_bwd_dkv_kernel(Q, K, V, DNUM, DDEN, DK, DVP, T, scale, BH, D: tl.con
     for c in range(0, n_chunks):
         rows = (n_chunks - 1 - c) * BT + offs_t  # the last chunk first
         ok = rows < T
-        q = tl.load(Q + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        k = tl.load(K + qk_base + rows[:, None] * D + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        qa = tl.load(Q + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        ka = tl.load(K + qk_base + rows[:, None] * D + offs_a[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        v = tl.load(V + v_base + rows[:, None] * DV + offs_v[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        q, qa = q * scale, qa * scale
+        q, k, qa, ka, v = _load_chunk(Q, K, V, qk_base, v_base, rows, ok, offs_d, offs_a, offs_v, scale, D, DV)
         g0, g1, g2, gz1, gz2 = _load_grads(DNUM, DDEN, bh, rows, ok, offs_v, T, BH, DV, M)
         fq2 = tl.reshape(qa[:, :, None] * q[:, None, :], (BT, BA * D))
         fk2 = tl.reshape(ka[:, :, None] * k[:, None, :], (BT, BA * D))
