@@ -53,6 +53,7 @@ class Study:
     paper: str
     claims: list[Claim] = field(default_factory=list)
     metric: str | None = None  # report this metric instead of the objective (e.g. accuracy)
+    note: str = ""  # what to read the findings with (no numbers: those come from the tables)
 
 
 def _xue(kind: str, layout: str) -> dict[str, Any]:
@@ -100,7 +101,10 @@ STUDIES = [
               {"model.mixer.kind": "attention"}, "worse"),
         Claim("Frozen random Q/K maps fail retrieval (Dong et al. 2025).", {"model.mixer.kind": "frozen_qk"},
               {"model.mixer.kind": "attention"}, "worse"),
-    ], metric=None),
+    ], metric=None, note="Read these with the configurations table: when standard attention itself stays near chance "
+                         "accuracy, this budget (800 steps of a 2-layer, width-64 model) does not train MQAR at all, "
+                         "and no principle can be told apart from another here, however many seeds; the spec's "
+                         "header gives the GPU-sized recipe (Zoology trains far longer)."),
     Study("heads", "studies/heads.yaml", "Ainslie et al. 2023 (GQA); Ye et al. 2024 (DiffAttn); Lim et al. 2025 (GDA)", [
         Claim("Grouped key/value heads (GQA, 2 groups) stay close to multi-head attention.",
               {"model.mixer": {"kind": "attention", "kv_heads": 2}}, {"model.mixer": {"kind": "attention"}}, "similar"),
@@ -183,14 +187,17 @@ def section(study: Study, storage: str) -> str:
     configs = data["configurations"]
     compute = sum(c.get("wall_seconds_total") or 0.0 for c in configs)
     runs = data["runs"]
+    code = sorted({c["deconstruct"] for conf in configs for c in conf.get("code") or []})
     lines = [f"## {study.name}", "", f"Paper: {study.paper}. Spec: [`{study.spec}`](../{study.spec}).", "",
              "```bash", f"deconstruct study run {study.spec} --storage {storage}",
              f"deconstruct report {study.name} --storage {storage} --format markdown", "```", "",
              f"Runs: {runs.get('completed', 0)} completed of {runs.get('total', 0)}; compute: "
              f"{compute / 60:.1f} min of run wall time (from the store); deconstruct "
-             f"{data['versions'].get('deconstruct')}, torch {data['versions'].get('torch')}. "
+             f"{'; '.join(code) or data['versions'].get('deconstruct')}, torch {data['versions'].get('torch')}. "
              f"HTML report: [results/{study.name}.html](results/{study.name}.html).", "",
              "### Findings", ""]
+    if study.note:
+        lines += [study.note, ""]
     for claim in study.claims:
         a, b = find(configs, claim.a), find(configs, claim.b)
         if a is None or b is None:
