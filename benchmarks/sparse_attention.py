@@ -79,6 +79,7 @@ def step_rows(args) -> None:
     from deconstruct.train import make_optimizer
 
     T = args.step_len
+    times = {}
     for backend in ("sdpa", "auto"):  # sdpa: the dense masked reference; auto: blocked
         spec = {"name": "step", "task": {"name": "lm", "corpus": "stdlib", "seq_len": T, "max_bytes": 200_000},
                 "model": {"d_model": args.step_d_model, "layers": 4, "heads": 4, "backend": backend,
@@ -89,9 +90,10 @@ def step_rows(args) -> None:
         model = build_model(resolved)
         opt = make_optimizer(model, resolved.spec.train, torch.device("cpu"))
         x = torch.randint(0, 256, (args.step_batch, T))
-        ms = timed(partial(train_step, model, opt, x), args.repeats)
+        ms = times[backend] = timed(partial(train_step, model, opt, x), args.repeats)
         print(f"4-layer window W={args.window} step, d={args.step_d_model} T={T} B={args.step_batch}, backend {backend:<4} "
               f"({model.backends('cpu')[0]}): {ms:9.1f} ms", flush=True)
+    print(f"4-layer window step: dense / blocked = {times['sdpa'] / times['auto']:.2f}x (target >= 3 at T = 2048)")
 
 
 def main() -> None:
