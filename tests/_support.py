@@ -73,3 +73,16 @@ class Cli:
 
 
 cli = Cli()
+
+
+def assert_modules_agree(fused: Any, plain: Any, x: Any, out_tol: float = 1e-3, grad_tol: float = 1e-2) -> None:
+    """Two copies of one mixer (same weights, e.g. a kernel backend and the PyTorch one) give the same output
+    on ``x`` and the same gradients of a squared-sum loss for ``x`` and every parameter."""
+    import torch
+
+    yf, yp = fused(x), plain(x)
+    torch.testing.assert_close(yf, yp, rtol=out_tol, atol=out_tol)
+    gf = torch.autograd.grad(yf.square().sum(), (x, *fused.parameters()))
+    gp = torch.autograd.grad(yp.square().sum(), (x, *plain.parameters()))
+    for a, b in zip(gf, gp, strict=True):
+        torch.testing.assert_close(a, b, rtol=grad_tol, atol=grad_tol)
