@@ -1,6 +1,6 @@
 """The model: a pre-norm decoder whose every token mixer comes from the plugin registry."""
 
-from deconstruct.model._attend import attend, attention_eager, pick_backend
+from deconstruct.model._attend import attend, attention_eager, pick_backend, triton_runs_on
 from deconstruct.model._bench import BACKENDS as MIXER_BENCH_BACKENDS
 from deconstruct.model._bench import benchmark_mixers
 from deconstruct.model._cost import TRAIN_FLOPS_FACTOR, ModelCost, model_cost
@@ -24,4 +24,5 @@ __all__ = [
     "make_norm",
     "model_cost",
     "pick_backend",
+    "triton_runs_on",
 ]

@@ -305,14 +305,15 @@ def code_table(s: StudyReport) -> Table:
     """The code behind each configuration: deconstruct's version and commit, the providing plugins and
     their versions (and source hashes). More than one line in a cell means the seeds were made by different
     code (the runner never reuses across code; a study continued after an upgrade can still mix)."""
+    codes = {id(c): _code_of(c) for c in s.configurations}  # each configuration's runs read once
     cols = [
         Column("configuration", "configuration", lambda c: c.label),
-        Column("deconstruct", "deconstruct", lambda c: [d for d, _ in _code_of(c)],
-               text=lambda c: "; ".join(d for d, _ in _code_of(c)) or "—"),
-        Column("plugins", "plugins", lambda c: [p for _, p in _code_of(c)],
-               text=lambda c: "; ".join(p for _, p in _code_of(c)) or "—"),
+        Column("deconstruct", "deconstruct", lambda c: [d for d, _ in codes[id(c)]],
+               text=lambda c: "; ".join(d for d, _ in codes[id(c)]) or "—"),
+        Column("plugins", "plugins", lambda c: [p for _, p in codes[id(c)]],
+               text=lambda c: "; ".join(p for _, p in codes[id(c)]) or "—"),
     ]
-    mixed = [c.label for c in s.configurations if len(_code_of(c)) > 1]
+    mixed = [c.label for c in s.configurations if len(codes[id(c)]) > 1]
     notes = [f"made by more than one version of the code: {'; '.join(mixed)}"] if mixed else []
     return Table("Code behind each configuration", cols, s.configurations, notes=notes)
 

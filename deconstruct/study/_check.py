@@ -69,9 +69,9 @@ def check_search(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
     locate = _Locate(str(path), lines, overridden=any(keys[:1] == ("search",) for keys in touched))
     try:
         check_objectives(resolved.spec.task.name, resolved.spec.study.objectives)
-    except SpecError as exc:
-        exc.file, exc.line = str(path), lines.get(("study", "objective")) or lines.get(("study", "objectives"))
-        raise SpecError(exc.message, path=exc.path, file=exc.file, line=exc.line, hint=exc.hint) from None
+    except SpecError as exc:  # located at the objective's line of the file
+        line = lines.get(("study", "objective")) or lines.get(("study", "objectives"))
+        raise SpecError(exc.message, path=exc.path, file=str(path), line=line, hint=exc.hint) from None
     space, points = check_space(normalize(data), resolved.spec, locate=locate)
     return CheckedSearch(data=data, text=text, space=space, points=points)
 

@@ -24,8 +24,7 @@ from torch import nn
 
 from deconstruct.kernels.flash_attention.autograd import SUPPORTED_HEAD_DIMS as TRITON_HEAD_DIMS
 from deconstruct.kernels.taylor_attention import kernel_takes as taylor_kernel_takes
-from deconstruct.model import MixerContext, Rotary, attend, pick_backend
-from deconstruct.model._attend import triton_runs_on
+from deconstruct.model import MixerContext, Rotary, attend, pick_backend, triton_runs_on
 
 from . import _forms
 from .attention import DEFAULT_CHUNK
