@@ -67,6 +67,18 @@ def code_versions() -> dict[str, str]:
     return out
 
 
+def run_versions() -> dict[str, str]:
+    """What every stored run records about the software that made it: Python, torch, Optuna, and
+    :func:`code_versions` (deconstruct's version, commit and source hash); plugins are recorded apart."""
+    import platform
+
+    import optuna
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
+            **code_versions()}
+
+
 def code_key(versions: Mapping[str, Any], plugins: list[dict[str, Any]]) -> tuple[tuple[str, str, str], ...]:
     """What identifies the code of a run from its stored versions and plugins: each provider's name, version
     and source hash (deconstruct's own when a plugin has none recorded, as in runs stored before sources

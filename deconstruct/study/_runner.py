@@ -38,7 +38,6 @@ import copy
 import json
 import math
 import os
-import platform
 import time
 from typing import Any
 
@@ -125,7 +124,6 @@ class StudyRunner:
         checkpoint_root: str | None = None,
         retry: str = "changed",
     ):
-        import optuna
 
         from deconstruct.plugins import get_registry
         from deconstruct.spec import load_spec
@@ -186,11 +184,9 @@ class StudyRunner:
         )
         self.rows = self.store.for_study(self.info.id)  # this study's trial and run rows
         self.resumed = existing is not None
-        from deconstruct._code import code_versions
+        from deconstruct._code import run_versions
 
-        # the code behind every run: versions, deconstruct's commit and source hash (plugins: see plugins_for)
-        self.versions = {"python": platform.python_version(), "torch": torch.__version__, "deconstruct": __version__,
-                         "optuna": optuna.__version__, **code_versions()}
+        self.versions = run_versions()  # the code behind every run (its plugins: see plugins_for)
 
         # Optuna: same database, heartbeats on
         hb = heartbeat_interval or int(os.environ.get("DECONSTRUCT_HEARTBEAT_INTERVAL") or HEARTBEAT_INTERVAL)
